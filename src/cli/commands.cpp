@@ -1,0 +1,328 @@
+#include "cli/commands.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "cli/args.h"
+#include "io/gguf.h"
+#include "model/model.h"
+#include "model/session.h"
+#include "runtime/sampler.h"
+#include "synth/synth.h"
+#include "util/cpu.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/thread_pool.h"
+
+namespace muse {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+int thread_count(const Args& a) {
+  const long long t = a.get_int("-t", default_thread_count());
+  if (t < 1 || t > 1024) fail("-t must be between 1 and 1024");
+  return int(t);
+}
+
+std::vector<int32_t> token_list(const Args& a, const ModelConfig& c) {
+  const std::vector<int> ids = parse_int_list(a.require("--tokens"), "--tokens");
+  for (int id : ids)
+    if (id < 0 || id >= c.n_vocab) fail("--tokens: id ", id, " is outside the vocabulary (0..", c.n_vocab - 1, ")");
+  return std::vector<int32_t>(ids.begin(), ids.end());
+}
+
+// Until Muse ships a trained model, the default is a small synthetic one written on first use.
+std::string default_model_path() {
+  std::string dir;
+  if (const char* h = std::getenv("MUSE_HOME")) dir = h;
+  else if (const char* home = std::getenv("HOME")) dir = std::string(home) + "/.cache/muse";
+  else dir = "/tmp/muse";
+  std::string partial;
+  for (size_t i = 0; i <= dir.size(); ++i)
+    if (i == dir.size() || dir[i] == '/') {
+      partial = dir.substr(0, i);
+      if (!partial.empty()) mkdir(partial.c_str(), 0755);
+    }
+  const std::string path = dir + "/default-synth-q8_0.gguf";
+  if (access(path.c_str(), R_OK) != 0) {
+    std::fprintf(stderr, "muse: writing the built-in default model (random weights) to %s\n", path.c_str());
+    SynthOptions o;
+    o.arch = Arch::kLlama;
+    apply_dims("embd=256,layers=4,heads=8,kv_heads=2,head_dim=32,ff=768,vocab=4096,ctx=4096", o.shape);
+    o.type = "q8_0";
+    o.name = "muse-default-synth";
+    const std::string tmp = path + ".tmp";
+    synthesize(o, tmp);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot write ", path);
+  }
+  return path;
+}
+
+std::string model_path(const Args& a) { return a.has("-m") ? a.get("-m") : default_model_path(); }
+
+std::string human_bytes(double b) {
+  char buf[32];
+  if (b >= 1e9) std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
+  else if (b >= 1e6) std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
+  else std::snprintf(buf, sizeof buf, "%.1f kB", b / 1e3);
+  return buf;
+}
+
+}  // namespace
+
+int cmd_info(const Argv& argv) {
+  const Args a(argv, {"-m"}, {"--tensors"});
+  auto file = GgufFile::open(a.require("-m"));
+  std::printf("file: %s (%s, GGUF v%u, %zu tensors, %zu metadata keys)\n", file->path().c_str(),
+              human_bytes(double(file->file_size())).c_str(), file->version(), file->tensors().size(),
+              file->metadata().size());
+  std::string model_error;
+  try {
+    const ModelConfig c = ModelConfig::from_gguf(*file);
+    std::printf("architecture: %s\n", c.arch_name.c_str());
+    std::printf("shape: embd %d, layers %d, heads %d, kv heads %d, head dim %d, ffn %d, vocab %d\n",
+                c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.n_vocab);
+    std::printf("context: %d (training); rope: base %g, %d dims, %s%s; rms eps %g\n", c.n_ctx_train,
+                c.rope_base, c.n_rot, c.rope_style == RopeStyle::kAdjacent ? "adjacent pairs" : "neox halves",
+                file->find_tensor("rope_freqs.weight") ? ", rope_freqs" : "", double(c.rms_eps));
+    std::printf("output head: %s\n", file->find_tensor("output.weight") ? "separate" : "tied to token_embd");
+  } catch (const Error& e) {
+    model_error = e.what();
+    std::printf("architecture: not runnable: %s\n", e.what());
+  }
+  std::map<std::string, std::pair<int, size_t>> by_type;
+  size_t params = 0;
+  for (const GgufTensor& t : file->tensors()) {
+    auto& e = by_type[type_name(t.type)];
+    ++e.first;
+    e.second += t.nbytes;
+    params += size_t(t.elements());
+  }
+  std::printf("parameters: %.1f M\ntensor types:", double(params) / 1e6);
+  for (const auto& [name, e] : by_type) std::printf(" %s x%d (%s)", name.c_str(), e.first, human_bytes(double(e.second)).c_str());
+  std::printf("\n");
+  if (const GgufValue* tok = file->find("tokenizer.ggml.tokens")) {
+    std::printf("tokenizer: %s, pre \"%s\", %llu tokens, bos %lld, eos %lld\n",
+                file->get_string("tokenizer.ggml.model", "?").c_str(),
+                file->get_string("tokenizer.ggml.pre", "default").c_str(), (unsigned long long)tok->count,
+                (long long)file->get_int("tokenizer.ggml.bos_token_id", -1),
+                (long long)file->get_int("tokenizer.ggml.eos_token_id", -1));
+  } else {
+    std::printf("tokenizer: none\n");
+  }
+  const std::string tmpl = file->get_string("tokenizer.chat_template", "");
+  std::printf("chat template: %s\n", tmpl.empty() ? "none" : (std::to_string(tmpl.size()) + " chars").c_str());
+  std::printf("metadata:\n");
+  for (const auto& [key, v] : file->metadata()) std::printf("  %s = %s\n", key.c_str(), v.describe().c_str());
+  if (a.has("--tensors")) {
+    std::printf("tensors:\n");
+    for (const GgufTensor& t : file->tensors())
+      std::printf("  %-36s %-6s %s\n", t.name.c_str(), type_name(t.type), t.shape().c_str());
+  }
+  return 0;
+}
+
+int cmd_logits(const Argv& argv) {
+  const Args a(argv, {"-m", "--tokens", "--top", "--dump", "-t", "-c"}, {});
+  const auto model = Model::load(a.require("-m"));
+  const ModelConfig& c = model->config();
+  const std::vector<int32_t> tokens = token_list(a, c);
+  const long long top = a.get_int("--top", 5);
+  if (top < 1) fail("--top must be at least 1");
+  ThreadPool pool(thread_count(a));
+  SessionParams sp;
+  sp.n_ctx = int(std::max<long long>(a.get_int("-c", 0), (long long)tokens.size()));
+  Session session(*model, pool, sp);
+  std::vector<float> logits(tokens.size() * size_t(c.n_vocab));
+  session.forward(tokens.data(), int(tokens.size()), logits.data(), true);
+
+  if (a.has("--dump")) {
+    std::ofstream f(a.get("--dump"), std::ios::binary);
+    if (!f) fail("cannot write ", a.get("--dump"));
+    f.write(reinterpret_cast<const char*>(logits.data()), std::streamsize(logits.size() * 4));
+    if (!f) fail("write failed: ", a.get("--dump"));
+  }
+  std::string out = "{\"tokens\":[";
+  for (size_t i = 0; i < tokens.size(); ++i) out += (i ? "," : "") + std::to_string(tokens[i]);
+  out += "],\"top\":[";
+  const int k = int(std::min<long long>(top, c.n_vocab));
+  std::vector<int> idx(c.n_vocab);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const float* row = logits.data() + i * c.n_vocab;
+    for (int j = 0; j < c.n_vocab; ++j) idx[j] = j;
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int x, int y) { return row[x] > row[y] || (row[x] == row[y] && x < y); });
+    out += i ? ",[" : "[";
+    for (int j = 0; j < k; ++j)
+      out += (j ? ",[" : "[") + std::to_string(idx[j]) + "," + format_float(row[idx[j]]) + "]";
+    out += "]";
+  }
+  out += "]}\n";
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
+
+int cmd_run(const Argv& argv) {
+  const Args a(argv, {"-m", "--tokens", "-n", "--temp", "--top-k", "--top-p", "--min-p", "--seed", "-t", "-c"},
+               {"--json"});
+  const auto model = Model::load(model_path(a));
+  const ModelConfig& c = model->config();
+  const std::vector<int32_t> prompt = token_list(a, c);
+  const long long n_gen = a.get_int("-n", 32);
+  if (n_gen < 0) fail("-n must not be negative");
+  SamplingParams sp;
+  sp.temperature = float(a.get_double("--temp", 0.8));
+  sp.top_k = int(a.get_int("--top-k", 40));
+  sp.top_p = float(a.get_double("--top-p", 0.95));
+  sp.min_p = float(a.get_double("--min-p", 0.05));
+  sp.seed = uint64_t(a.get_int("--seed", 1234));
+  if (sp.temperature < 0 || sp.top_p <= 0 || sp.top_p > 1 || sp.min_p < 0 || sp.min_p > 1 || sp.top_k < 0)
+    fail("sampling settings out of range (--temp >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --top-k >= 0)");
+  ThreadPool pool(thread_count(a));
+  SessionParams params;
+  params.n_ctx = int(std::max<long long>(a.get_int("-c", 0), (long long)prompt.size() + n_gen));
+  if (params.n_ctx > c.n_ctx_train) fail("prompt plus -n (", params.n_ctx, ") exceeds the model's context of ", c.n_ctx_train);
+  Session session(*model, pool, params);
+  Sampler sampler(sp);
+  std::vector<float> logits(c.n_vocab);
+  const auto t0 = Clock::now();
+  session.forward(prompt.data(), int(prompt.size()), logits.data(), false);
+  const double t_prompt = seconds_since(t0);
+  std::vector<int32_t> generated;
+  const auto t1 = Clock::now();
+  for (long long i = 0; i < n_gen; ++i) {
+    const int32_t next = sampler.sample(logits.data(), c.n_vocab);
+    generated.push_back(next);
+    if (!a.has("--json")) {
+      std::printf("%s%d", i ? " " : "", next);
+      std::fflush(stdout);
+    }
+    if (i + 1 < n_gen) session.forward(&next, 1, logits.data(), false);
+  }
+  const double t_gen = seconds_since(t1);
+  if (a.has("--json")) {
+    std::string out = "{\"generated\":[";
+    for (size_t i = 0; i < generated.size(); ++i) out += (i ? "," : "") + std::to_string(generated[i]);
+    std::printf("%s]}\n", out.c_str());
+  } else {
+    std::printf("\n");
+  }
+  std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s); generated: %lld tokens in %.3f s (%.1f tok/s)\n",
+               prompt.size(), t_prompt, double(prompt.size()) / t_prompt, n_gen, t_gen,
+               n_gen > 1 ? double(n_gen - 1) / t_gen : 0.0);
+  return 0;
+}
+
+int cmd_bench(const Argv& argv) {
+  const Args a(argv, {"-m", "-p", "-n", "-t", "-r"}, {"--json"});
+  const auto t_load = Clock::now();
+  const auto model = Model::load(a.require("-m"));
+  const ModelConfig& c = model->config();
+  const long long n_prompt = a.get_int("-p", 256), n_gen = a.get_int("-n", 64), reps = a.get_int("-r", 5);
+  if (n_prompt < 0 || n_gen < 0 || reps < 1) fail("-p and -n must be >= 0 and -r >= 1");
+  const int threads = thread_count(a);
+  ThreadPool pool(threads);
+  SessionParams params;
+  params.n_ctx = int(std::max<long long>(n_prompt, n_gen) + 1);
+  if (params.n_ctx > c.n_ctx_train) fail("-p/-n exceed the model's context of ", c.n_ctx_train);
+  params.n_batch = int(std::max<long long>(1, std::min<long long>(n_prompt, 512)));
+  Session session(*model, pool, params);
+  std::vector<float> logits(c.n_vocab);
+  std::mt19937 rng(42);
+  auto random_tokens = [&](long long n) {
+    std::vector<int32_t> t(n);
+    for (auto& x : t) x = int32_t(rng() % uint32_t(c.n_vocab));
+    return t;
+  };
+  const bool json = a.has("--json");
+  if (!json)
+    std::fprintf(stderr, "model: %s (%s, %s), %d threads, kernels %s, loaded in %.2f s\n", a.get("-m").c_str(),
+                 c.arch_name.c_str(), human_bytes(double(model->weight_bytes())).c_str(), threads,
+                 kernels().name, seconds_since(t_load));
+  auto run_pp = [&] {
+    session.reset();
+    const auto tokens = random_tokens(n_prompt);
+    const auto t = Clock::now();
+    session.forward(tokens.data(), int(n_prompt), logits.data(), false);
+    return seconds_since(t);
+  };
+  auto run_tg = [&] {
+    session.reset();
+    const auto tokens = random_tokens(n_gen);
+    const auto t = Clock::now();
+    for (long long i = 0; i < n_gen; ++i) session.forward(&tokens[i], 1, logits.data(), false);
+    return seconds_since(t);
+  };
+  struct Stat {
+    double mean = 0, sd = 0;
+  };
+  auto measure = [&](const char* label, long long n, auto&& fn) -> Stat {
+    if (n == 0) return {};
+    fn();  // warm-up
+    std::vector<double> tps;
+    for (long long r = 0; r < reps; ++r) {
+      tps.push_back(double(n) / fn());
+      if (!json) std::fprintf(stderr, "\r%s: run %lld/%lld: %.1f tok/s   ", label, r + 1, reps, tps.back());
+    }
+    if (!json) std::fprintf(stderr, "\n");
+    Stat s;
+    for (double x : tps) s.mean += x / double(tps.size());
+    for (double x : tps) s.sd += (x - s.mean) * (x - s.mean) / double(std::max<size_t>(1, tps.size() - 1));
+    s.sd = std::sqrt(s.sd);
+    return s;
+  };
+  const Stat pp = measure("pp", n_prompt, run_pp);
+  const Stat tg = measure("tg", n_gen, run_tg);
+  if (json) {
+    std::printf("{\"pp_tps\":%.3f,\"tg_tps\":%.3f,\"pp_tps_sd\":%.3f,\"tg_tps_sd\":%.3f,\"n_prompt\":%lld,"
+                "\"n_gen\":%lld,\"threads\":%d,\"kernels\":\"%s\",\"model_bytes\":%zu}\n",
+                pp.mean, tg.mean, pp.sd, tg.sd, n_prompt, n_gen, threads, kernels().name, model->weight_bytes());
+  } else {
+    std::printf("| model | size | threads | test | tok/s |\n|---|---|---|---|---|\n");
+    if (n_prompt) std::printf("| %s | %s | %d | pp%lld | %.2f ± %.2f |\n", c.arch_name.c_str(),
+                              human_bytes(double(model->weight_bytes())).c_str(), threads, n_prompt, pp.mean, pp.sd);
+    if (n_gen) std::printf("| %s | %s | %d | tg%lld | %.2f ± %.2f |\n", c.arch_name.c_str(),
+                           human_bytes(double(model->weight_bytes())).c_str(), threads, n_gen, tg.mean, tg.sd);
+  }
+  return 0;
+}
+
+int cmd_synth(const Argv& argv) {
+  const Args a(argv, {"--arch", "--preset", "--dims", "--type", "-o", "--seed"}, {});
+  SynthOptions o;
+  if (a.has("--preset")) apply_preset(a.get("--preset"), o);
+  if (a.has("--arch")) {
+    const std::string arch = a.get("--arch");
+    if (arch == "llama") o.arch = Arch::kLlama;
+    else if (arch == "qwen2") o.arch = Arch::kQwen2;
+    else if (arch == "qwen3") o.arch = Arch::kQwen3;
+    else fail("--arch must be llama, qwen2 or qwen3");
+  }
+  if (a.has("--dims")) apply_dims(a.get("--dims"), o.shape);
+  if (!a.has("--preset") && !a.has("--dims")) fail("give --preset NAME or --dims K=V,...");
+  o.type = a.require("--type");
+  o.seed = uint64_t(a.get_int("--seed", 1));
+  const std::string out = a.require("-o");
+  const auto t = Clock::now();
+  synthesize(o, out, [](int done, int total) {
+    std::fprintf(stderr, "\rsynth: %d/%d tensors", done, total);
+    if (done == total) std::fprintf(stderr, "\n");
+  });
+  std::fprintf(stderr, "synth: wrote %s (%s) in %.1f s\n", out.c_str(), arch_name(o.arch), seconds_since(t));
+  return 0;
+}
+
+}  // namespace muse

@@ -1,0 +1,16 @@
+// The `muse` subcommands. Each takes its arguments (after the subcommand name) and returns
+// the process exit code; errors are thrown as muse::Error and printed by main.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace muse {
+
+using Argv = std::vector<std::string>;
+int cmd_info(const Argv& args);
+int cmd_logits(const Argv& args);
+int cmd_run(const Argv& args);
+int cmd_bench(const Argv& args);
+int cmd_synth(const Argv& args);
+
+}  // namespace muse

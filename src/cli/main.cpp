@@ -1,0 +1,56 @@
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "cli/commands.h"
+#include "util/error.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "muse: a local reasoning engine for GGUF models\n"
+    "\n"
+    "usage: muse COMMAND [options]\n"
+    "  info   -m FILE [--tensors]                 describe a model file\n"
+    "  logits -m FILE --tokens 1,2,3 [--top K] [--dump OUT.f32]\n"
+    "                                             teacher-forced logits as JSON\n"
+    "  run    [-m FILE] --tokens 1,2,3 -n N [--temp T --top-k K --top-p P --min-p M --seed S]\n"
+    "         [--json]                            generate tokens (default model if no -m)\n"
+    "  bench  -m FILE [-p 256] [-n 64] [-t THREADS] [-r REPS] [--json]\n"
+    "                                             prompt and decode speed\n"
+    "  synth  --arch llama|qwen2|qwen3 (--preset NAME | --dims K=V,...) --type TYPE -o FILE\n"
+    "         [--seed S]                          write a random-weight test model\n"
+    "\n"
+    "common options: -t THREADS (default: all cores), -c CONTEXT\n"
+    "environment: MUSE_SIMD=scalar|avx2 caps the kernels (default: best for this CPU)\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help") ||
+      !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  const muse::Argv args(argv + 2, argv + argc);
+  try {
+    if (cmd == "info") return muse::cmd_info(args);
+    if (cmd == "logits") return muse::cmd_logits(args);
+    if (cmd == "run") return muse::cmd_run(args);
+    if (cmd == "bench") return muse::cmd_bench(args);
+    if (cmd == "synth") return muse::cmd_synth(args);
+    std::fprintf(stderr, "muse: unknown command \"%s\" (try muse --help)\n", cmd.c_str());
+    return 2;
+  } catch (const muse::Error& e) {
+    std::fprintf(stderr, "muse %s: error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "muse %s: error: out of memory\n", cmd.c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "muse %s: error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
+}

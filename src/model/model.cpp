@@ -1,0 +1,116 @@
+#include "model/model.h"
+
+#include "util/error.h"
+
+namespace muse {
+namespace {
+
+class Loader {
+ public:
+  explicit Loader(const GgufFile& f) : f_(f) {}
+
+  const GgufTensor& tensor(const std::string& name, std::initializer_list<int64_t> shape) {
+    const GgufTensor* t = f_.find_tensor(name);
+    if (!t) fail(f_.path(), ": missing tensor \"", name, "\"");
+    check_shape(*t, shape);
+    return *t;
+  }
+  const GgufTensor* optional(const std::string& name, std::initializer_list<int64_t> shape) {
+    const GgufTensor* t = f_.find_tensor(name);
+    if (t) check_shape(*t, shape);
+    return t;
+  }
+  Matrix matrix(const std::string& name, int64_t cols, int64_t rows) {
+    return to_matrix(tensor(name, {cols, rows}));
+  }
+  Matrix to_matrix(const GgufTensor& t) {
+    if (!type_traits(t.type).computable)
+      fail(f_.path(), ": tensor \"", t.name, "\" has type ", type_name(t.type), ", which Muse cannot compute with yet");
+    return Matrix{t.type, t.data, t.ne[1], t.ne[0]};
+  }
+  std::vector<float> vec(const std::string& name, int64_t n) { return to_floats(tensor(name, {n})); }
+  std::vector<float> optional_vec(const std::string& name, int64_t n) {
+    const GgufTensor* t = optional(name, {n});
+    return t ? to_floats(*t) : std::vector<float>();
+  }
+
+ private:
+  void check_shape(const GgufTensor& t, std::initializer_list<int64_t> shape) {
+    int d = 0;
+    bool ok = true;
+    for (int64_t n : shape) ok &= t.ne[d++] == n;
+    for (; d < 4; ++d) ok &= t.ne[d] == 1;
+    if (!ok) {
+      std::string want = "[";
+      for (int64_t n : shape) want += (want.size() > 1 ? ", " : "") + std::to_string(n);
+      fail(f_.path(), ": tensor \"", t.name, "\" has shape ", t.shape(), ", expected ", want, "]");
+    }
+  }
+  std::vector<float> to_floats(const GgufTensor& t) {
+    if (!type_traits(t.type).computable) fail(f_.path(), ": tensor \"", t.name, "\" has unsupported type ", type_name(t.type));
+    std::vector<float> v(t.elements());
+    dequantize_row(t.type, t.data, v.data(), t.elements());
+    return v;
+  }
+  const GgufFile& f_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& path) { return from_file(GgufFile::open(path)); }
+
+std::unique_ptr<Model> Model::from_file(std::unique_ptr<GgufFile> file) {
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = std::move(file);
+  const GgufFile& f = *m->file_;
+  m->config_ = ModelConfig::from_gguf(f);
+  const ModelConfig& c = m->config_;
+  Loader L(f);
+
+  m->tok_embd_ = L.to_matrix(L.tensor("token_embd.weight", {c.n_embd, c.n_vocab}));
+  m->output_norm_ = L.vec("output_norm.weight", c.n_embd);
+  if (const GgufTensor* out = L.optional("output.weight", {c.n_embd, c.n_vocab})) {
+    m->output_ = L.to_matrix(*out);
+  } else {
+    m->output_ = m->tok_embd_;
+    m->tied_output_ = true;
+  }
+  m->rope_freqs_ = L.optional_vec("rope_freqs.weight", c.n_rot / 2);
+
+  m->layers_.resize(c.n_layer);
+  for (int i = 0; i < c.n_layer; ++i) {
+    LayerWeights& l = m->layers_[i];
+    const std::string p = "blk." + std::to_string(i) + ".";
+    l.attn_norm = L.vec(p + "attn_norm.weight", c.n_embd);
+    l.wq = L.matrix(p + "attn_q.weight", c.n_embd, c.q_dim());
+    l.wk = L.matrix(p + "attn_k.weight", c.n_embd, c.kv_dim());
+    l.wv = L.matrix(p + "attn_v.weight", c.n_embd, c.v_dim());
+    l.wo = L.matrix(p + "attn_output.weight", c.n_head * c.head_dim_v, c.n_embd);
+    l.ffn_norm = L.vec(p + "ffn_norm.weight", c.n_embd);
+    l.w_gate = L.matrix(p + "ffn_gate.weight", c.n_embd, c.n_ff);
+    l.w_up = L.matrix(p + "ffn_up.weight", c.n_embd, c.n_ff);
+    l.w_down = L.matrix(p + "ffn_down.weight", c.n_ff, c.n_embd);
+    if (c.arch == Arch::kQwen2) {
+      l.bq = L.vec(p + "attn_q.bias", c.q_dim());
+      l.bk = L.vec(p + "attn_k.bias", c.kv_dim());
+      l.bv = L.vec(p + "attn_v.bias", c.v_dim());
+    } else {  // Some llama-family conversions carry biases too.
+      l.bq = L.optional_vec(p + "attn_q.bias", c.q_dim());
+      l.bk = L.optional_vec(p + "attn_k.bias", c.kv_dim());
+      l.bv = L.optional_vec(p + "attn_v.bias", c.v_dim());
+    }
+    if (c.arch == Arch::kQwen3) {
+      l.q_norm = L.vec(p + "attn_q_norm.weight", c.head_dim);
+      l.k_norm = L.vec(p + "attn_k_norm.weight", c.head_dim);
+    }
+  }
+  return m;
+}
+
+size_t Model::weight_bytes() const {
+  size_t n = 0;
+  for (const GgufTensor& t : file_->tensors()) n += t.nbytes;
+  return n;
+}
+
+}  // namespace muse

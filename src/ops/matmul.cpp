@@ -1,0 +1,143 @@
+#include "ops/matmul.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "util/error.h"
+#include "util/fp16.h"
+#include "util/thread_pool.h"
+
+namespace muse {
+
+ActFormat act_format(GgmlType type) {
+  switch (type) {
+    case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
+    case GgmlType::Q8_0:
+      return ActFormat::kQ8Block32;
+    case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+      return ActFormat::kQ8Block256;
+    default: return ActFormat::kF32;
+  }
+}
+
+namespace {
+
+// Like llama.cpp's Q8_0/Q8_1 activations: scale amax/127 stored as fp16, round to nearest.
+void quantize_block32_row(const float* x, int K, int8_t* q, float* d, float* sa) {
+  for (int b = 0; b < K / QK; ++b, x += QK, q += QK) {
+    float amax = 0;
+    for (int j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float scale = amax / 127, inv = amax ? 127.0f / amax : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < QK; ++j) {
+      q[j] = int8_t(std::nearbyint(x[j] * inv));
+      sum += q[j];
+    }
+    d[b] = fp16_to_float(float_to_fp16(scale));
+    sa[b] = d[b] * float(sum);
+  }
+}
+
+// Like llama.cpp's Q8_K: the signed extreme maps to -127, float scale, sums per 16.
+void quantize_block256_row(const float* x, int K, int8_t* q, float* d, int16_t* bsum) {
+  for (int b = 0; b < K / QK_K; ++b, x += QK_K, q += QK_K) {
+    float amax = 0, max = 0;
+    for (int j = 0; j < QK_K; ++j)
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    if (amax == 0) {
+      d[b] = 0;
+      std::fill(q, q + QK_K, 0);
+      std::fill(bsum + 16 * b, bsum + 16 * b + 16, 0);
+      continue;
+    }
+    const float iscale = -127.0f / max;
+    for (int j = 0; j < QK_K; ++j) q[j] = int8_t(std::min(127, int(std::nearbyint(iscale * x[j]))));
+    for (int g = 0; g < 16; ++g) {
+      int s = 0;
+      for (int j = 0; j < 16; ++j) s += q[16 * g + j];
+      bsum[16 * b + g] = int16_t(s);
+    }
+    d[b] = 1.0f / iscale;
+  }
+}
+
+}  // namespace
+
+void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, QuantizedActs& out,
+                   ThreadPool* pool) {
+  out.format = format;
+  out.K = K;
+  out.T = T;
+  out.x = x;
+  out.ldx = ldx;
+  if (format == ActFormat::kF32) return;
+  const int unit = format == ActFormat::kQ8Block32 ? QK : QK_K;
+  if (K % unit) fail("activation length ", K, " is not a multiple of ", unit);
+  out.q.resize(size_t(T) * K);
+  out.d.resize(size_t(T) * (K / unit));
+  if (format == ActFormat::kQ8Block32) out.sa.resize(size_t(T) * (K / QK));
+  else out.bsum.resize(size_t(T) * (K / 16));
+  auto row = [&](int64_t t, int) {
+    int8_t* q = out.q.data() + t * K;
+    if (format == ActFormat::kQ8Block32)
+      quantize_block32_row(x + t * ldx, K, q, out.d.data() + t * (K / QK), out.sa.data() + t * (K / QK));
+    else
+      quantize_block256_row(x + t * ldx, K, q, out.d.data() + t * (K / QK_K),
+                            out.bsum.data() + t * (K / 16));
+  };
+  if (pool && T > 1) pool->parallel_for(T, row);
+  else for (int t = 0; t < T; ++t) row(t, 0);
+}
+
+const KernelSet& kernels_for(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kAvx512: return kernels_avx512::kSet;
+    case SimdLevel::kAvx2: return kernels_avx2::kSet;
+    default: return kernels_scalar::kSet;
+  }
+}
+
+const KernelSet& kernels() {
+  static const KernelSet& k = kernels_for(simd_level());
+  return k;
+}
+
+void matmul_quantized(const Matrix& w, const QuantizedActs& a, float* y, int64_t ldy,
+                      ThreadPool& pool) {
+  const GemmKernel kernel = kernels().gemm[int(w.type)];
+  if (!kernel) fail("no kernel for tensor type ", type_name(w.type));
+  // Rows are split into chunks small enough to balance threads but large enough that each
+  // task streams a useful run of weights; tokens are split too when the batch is large.
+  const int n_threads = pool.size();
+  int64_t chunk = std::max<int64_t>(8, w.rows / (int64_t(n_threads) * 8));
+  chunk = (chunk + 7) / 8 * 8;
+  const int64_t n_row_chunks = (w.rows + chunk - 1) / chunk;
+  const int token_chunk = 64;
+  const int64_t n_tok_chunks = (a.T + token_chunk - 1) / token_chunk;
+  pool.parallel_for(n_row_chunks * n_tok_chunks, [&](int64_t task, int) {
+    GemmTask g;
+    g.w = w.data;
+    g.w_row_bytes = w.row_bytes();
+    g.K = int(w.cols);
+    g.a = &a;
+    const int64_t rc = task % n_row_chunks, tc = task / n_row_chunks;
+    g.r0 = rc * chunk;
+    g.r1 = std::min(w.rows, g.r0 + chunk);
+    g.t0 = int(tc * token_chunk);
+    g.t1 = std::min(a.T, g.t0 + token_chunk);
+    g.y = y;
+    g.ldy = ldy;
+    kernel(g);
+  });
+}
+
+void matmul(const Matrix& w, const float* x, int64_t ldx, int T, float* y, int64_t ldy,
+            ThreadPool& pool, QuantizedActs& scratch) {
+  quantize_acts(x, ldx, T, int(w.cols), act_format(w.type), scratch, &pool);
+  matmul_quantized(w, scratch, y, ldy, pool);
+}
+
+}  // namespace muse

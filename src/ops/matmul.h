@@ -1,0 +1,87 @@
+// Matrix multiplication of a GGUF weight matrix (any supported type) with a batch of float
+// activation rows: y[t][r] = dot(W row r, x[t]). For quantized weights the activations are
+// first quantized to 8 bits (per 32 or per 256 values, as llama.cpp does), so the inner loops
+// are integer dot products.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "quant/types.h"
+#include "util/cpu.h"
+
+namespace muse {
+
+class ThreadPool;
+
+enum class ActFormat { kF32, kQ8Block32, kQ8Block256 };
+ActFormat act_format(GgmlType weight_type);
+
+// T activation rows of K values in the format a weight type multiplies with.
+struct QuantizedActs {
+  ActFormat format = ActFormat::kF32;
+  int K = 0, T = 0;
+  // kF32: the caller's rows.
+  const float* x = nullptr;
+  int64_t ldx = 0;
+  // Quantized formats, row t at offset t * (K / unit):
+  std::vector<int8_t> q;      // K values per row
+  std::vector<float> d;       // one scale per 32 (Block32) or 256 (Block256) values
+  std::vector<float> sa;      // Block32: d * sum(q) per 32 values
+  std::vector<int16_t> bsum;  // Block256: sum(q) per 16 values
+  const int8_t* q_row(int t) const { return q.data() + int64_t(t) * K; }
+  const float* d_row(int t) const {
+    return d.data() + int64_t(t) * (K / (format == ActFormat::kQ8Block32 ? QK : QK_K));
+  }
+  const float* sa_row(int t) const { return sa.data() + int64_t(t) * (K / QK); }
+  const int16_t* bsum_row(int t) const { return bsum.data() + int64_t(t) * (K / 16); }
+  const float* x_row(int t) const { return x + t * ldx; }
+};
+
+// Quantizes rows x[t * ldx .. + K) for t < T (K a multiple of the format's block).
+void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, QuantizedActs& out,
+                   ThreadPool* pool = nullptr);
+
+// One rectangle of output: rows [r0, r1) of W times tokens [t0, t1).
+struct GemmTask {
+  const uint8_t* w = nullptr;
+  size_t w_row_bytes = 0;
+  int K = 0;
+  const QuantizedActs* a = nullptr;
+  int64_t r0 = 0, r1 = 0;
+  int t0 = 0, t1 = 0;
+  float* y = nullptr;  // y[t * ldy + r]
+  int64_t ldy = 0;
+};
+using GemmKernel = void (*)(const GemmTask&);
+
+struct KernelSet {
+  const char* name;
+  GemmKernel gemm[kGgmlTypeLimit];
+  float (*dot_f16)(const float* x, const uint16_t* y, int n);
+  void (*axpy_f16)(float a, const uint16_t* x, float* y, int n);  // y += a * x
+};
+const KernelSet& kernels_for(SimdLevel level);
+const KernelSet& kernels();  // the best for this CPU (see simd_level())
+
+// A weight matrix as the forward pass sees it: rows of `cols` values.
+struct Matrix {
+  GgmlType type = GgmlType::F32;
+  const uint8_t* data = nullptr;
+  int64_t rows = 0, cols = 0;
+  size_t row_bytes() const { return muse::row_bytes(type, cols); }
+};
+
+// y[t * ldy + r] = W[r] . x[t * ldx], all rows, T tokens, on the pool. `scratch` keeps the
+// quantized activations' buffers alive between calls so steady state allocates nothing.
+void matmul(const Matrix& w, const float* x, int64_t ldx, int T, float* y, int64_t ldy,
+            ThreadPool& pool, QuantizedActs& scratch);
+// Same, with activations already quantized for w's type (several matrices share them).
+void matmul_quantized(const Matrix& w, const QuantizedActs& a, float* y, int64_t ldy,
+                      ThreadPool& pool);
+
+namespace kernels_scalar { extern const KernelSet kSet; }
+namespace kernels_avx2 { extern const KernelSet kSet; }
+namespace kernels_avx512 { extern const KernelSet kSet; }
+
+}  // namespace muse
