@@ -128,7 +128,7 @@ Vocab make_vocab(int n_vocab, uint64_t seed) {
   const std::string letters = "etaoinshrdlucmfwypvbgkjqxz";
   while (int(v.tokens.size()) < n_normal) {
     // Prefer pieces made of letters so the vocabulary looks like words.
-    const std::string& a = v.tokens[next() % v.tokens.size()];
+    const std::string a = v.tokens[next() % v.tokens.size()];
     const std::string b = sym[uint8_t(letters[next() % letters.size()])];
     if (a.size() + b.size() > 24) continue;
     const std::string ab = a + b;

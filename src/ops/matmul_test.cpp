@@ -1,0 +1,169 @@
+#include "ops/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "util/fp16.h"
+#include "util/thread_pool.h"
+
+namespace muse {
+namespace {
+
+std::vector<float> random_normal(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<SimdLevel> available_levels() {
+  std::vector<SimdLevel> levels = {SimdLevel::kScalar};
+  const CpuFeatures& f = cpu_features();
+  if (f.avx2 && f.fma && f.f16c) levels.push_back(SimdLevel::kAvx2);
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni) levels.push_back(SimdLevel::kAvx512);
+  return levels;
+}
+
+struct Case {
+  GgmlType type;
+  int K;
+};
+
+// Every kernel against a float64 reference built from the scalar dequantizers:
+// sum_k w[k] * a[k], with w the dequantized weights and a the dequantized activations
+// (the kernels compute exactly this in integer and float32 arithmetic). The bound is
+// relative to sum_k |w[k] a[k]|: float32 accumulation of K products errs by at most about
+// K * 2^-24 of it in the worst case (4.6e-5 for K = 768) and by about sqrt(K) * 2^-24
+// (1.7e-6) typically; 2e-5 sits between the two.
+class Kernels : public ::testing::TestWithParam<Case> {};
+
+TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
+  const auto [type, K] = GetParam();
+  const int rows = 37;
+  const std::vector<float> wf = random_normal(size_t(rows) * K, 1);
+  std::vector<uint8_t> w(row_bytes(type, K) * rows);
+  for (int r = 0; r < rows; ++r)
+    quantize_row(type, wf.data() + size_t(r) * K, w.data() + r * row_bytes(type, K), K);
+  std::vector<float> wd(size_t(rows) * K);
+  for (int r = 0; r < rows; ++r) dequantize_row(type, w.data() + r * row_bytes(type, K), &wd[size_t(r) * K], K);
+
+  for (int T : {1, 2, 5, 9}) {
+    const std::vector<float> x = random_normal(size_t(T) * K, 100 + T);
+    QuantizedActs acts;
+    quantize_acts(x.data(), K, T, K, act_format(type), acts);
+    // Dequantized activations: what the integer kernels actually multiply.
+    std::vector<double> xd(size_t(T) * K);
+    for (int t = 0; t < T; ++t)
+      for (int k = 0; k < K; ++k) {
+        if (acts.format == ActFormat::kF32) xd[size_t(t) * K + k] = x[size_t(t) * K + k];
+        else {
+          const int unit = acts.format == ActFormat::kQ8Block32 ? QK : QK_K;
+          xd[size_t(t) * K + k] = double(acts.d_row(t)[k / unit]) * acts.q_row(t)[k];
+        }
+      }
+    for (SimdLevel level : available_levels()) {
+      std::vector<float> y(size_t(T) * rows, -1e30f);
+      GemmTask g;
+      g.w = w.data();
+      g.w_row_bytes = row_bytes(type, K);
+      g.K = K;
+      g.a = &acts;
+      g.r0 = 0;
+      g.r1 = rows;
+      g.t0 = 0;
+      g.t1 = T;
+      g.y = y.data();
+      g.ldy = rows;
+      kernels_for(level).gemm[int(type)](g);
+      for (int t = 0; t < T; ++t)
+        for (int r = 0; r < rows; ++r) {
+          double ref = 0, mag = 0;
+          for (int k = 0; k < K; ++k) {
+            const double p = double(wd[size_t(r) * K + k]) * xd[size_t(t) * K + k];
+            ref += p;
+            mag += std::fabs(p);
+          }
+          ASSERT_NEAR(y[size_t(t) * rows + r], ref, 2e-5 * mag + 1e-6)
+              << type_name(type) << " K=" << K << " T=" << T << " row " << r << " token " << t
+              << " kernels " << kernels_for(level).name;
+        }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllTypes, Kernels,
+    ::testing::Values(Case{GgmlType::F32, 100}, Case{GgmlType::F32, 576}, Case{GgmlType::F16, 100},
+                      Case{GgmlType::F16, 576}, Case{GgmlType::BF16, 48}, Case{GgmlType::BF16, 576},
+                      Case{GgmlType::Q4_0, 32}, Case{GgmlType::Q4_0, 576}, Case{GgmlType::Q4_1, 96},
+                      Case{GgmlType::Q5_0, 576}, Case{GgmlType::Q5_1, 96}, Case{GgmlType::Q8_0, 32},
+                      Case{GgmlType::Q8_0, 576}, Case{GgmlType::Q4_K, 256}, Case{GgmlType::Q4_K, 768},
+                      Case{GgmlType::Q5_K, 256}, Case{GgmlType::Q5_K, 768}, Case{GgmlType::Q6_K, 256},
+                      Case{GgmlType::Q6_K, 768}),
+    [](const auto& info) {
+      return std::string(type_name(info.param.type)) + "_K" + std::to_string(info.param.K);
+    });
+
+// Activation quantization: each value is within half a step of its original (the stored
+// scale is rounded to fp16 for the 32-blocks, which moves the grid by at most 2^-11 of it).
+TEST(ActivationQuantization, ValuesWithinHalfAStep) {
+  const int K = 512, T = 3;
+  const std::vector<float> x = random_normal(size_t(T) * K, 5);
+  for (ActFormat fmt : {ActFormat::kQ8Block32, ActFormat::kQ8Block256}) {
+    QuantizedActs a;
+    quantize_acts(x.data(), K, T, K, fmt, a);
+    const int unit = fmt == ActFormat::kQ8Block32 ? QK : QK_K;
+    for (int t = 0; t < T; ++t)
+      for (int k = 0; k < K; ++k) {
+        const float d = a.d_row(t)[k / unit];
+        ASSERT_NEAR(a.q_row(t)[k] * d, x[size_t(t) * K + k], 0.5f * std::fabs(d) * (1 + 128.0f / 2048) + 1e-7f);
+      }
+    if (fmt == ActFormat::kQ8Block256)
+      for (int t = 0; t < T; ++t)
+        for (int g = 0; g < K / 16; ++g) {
+          int s = 0;
+          for (int j = 0; j < 16; ++j) s += a.q_row(t)[16 * g + j];
+          ASSERT_EQ(a.bsum_row(t)[g], s);
+        }
+  }
+}
+
+TEST(Matmul, ThreadCountDoesNotChangeResults) {
+  const int K = 768, rows = 301, T = 7;
+  const std::vector<float> wf = random_normal(size_t(rows) * K, 3), x = random_normal(size_t(T) * K, 4);
+  std::vector<uint8_t> w(row_bytes(GgmlType::Q4_K, K) * rows);
+  for (int r = 0; r < rows; ++r) quantize_row(GgmlType::Q4_K, &wf[size_t(r) * K], &w[r * row_bytes(GgmlType::Q4_K, K)], K);
+  const Matrix m{GgmlType::Q4_K, w.data(), rows, K};
+  std::vector<float> y1(size_t(T) * rows), y2(size_t(T) * rows);
+  QuantizedActs scratch;
+  ThreadPool one(1), two(2);
+  matmul(m, x.data(), K, T, y1.data(), rows, one, scratch);
+  matmul(m, x.data(), K, T, y2.data(), rows, two, scratch);
+  EXPECT_EQ(y1, y2);
+}
+
+TEST(AttentionKernels, F16DotAndAxpyMatchScalar) {
+  const int n = 77;
+  const std::vector<float> x = random_normal(n, 9), yf = random_normal(n, 10);
+  std::vector<uint16_t> y(n);
+  for (int i = 0; i < n; ++i) y[i] = float_to_fp16(yf[i]);
+  double ref = 0, mag = 0;
+  for (int i = 0; i < n; ++i) {
+    ref += double(x[i]) * fp16_to_float(y[i]);
+    mag += std::fabs(double(x[i]) * fp16_to_float(y[i]));
+  }
+  for (SimdLevel level : available_levels()) {
+    const KernelSet& k = kernels_for(level);
+    EXPECT_NEAR(k.dot_f16(x.data(), y.data(), n), ref, 2e-6 * mag) << k.name;
+    std::vector<float> acc(x);
+    k.axpy_f16(0.75f, y.data(), acc.data(), n);
+    for (int i = 0; i < n; ++i) EXPECT_NEAR(acc[i], x[i] + 0.75f * fp16_to_float(y[i]), 1e-6f) << k.name;
+  }
+}
+
+}  // namespace
+}  // namespace muse

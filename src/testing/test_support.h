@@ -1,0 +1,41 @@
+// Helpers shared by the tests: the reference data directory and temporary files.
+#pragma once
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <sys/stat.h>
+
+namespace muse::testing {
+
+// MUSE_REFERENCE_DIR, else ../shared/reference beside the source tree; "" when absent.
+inline std::string reference_dir() {
+  std::string dir;
+  if (const char* env = std::getenv("MUSE_REFERENCE_DIR")) dir = env;
+  else dir = std::string(MUSE_SOURCE_DIR) + "/../shared/reference";
+  struct stat st;
+  return stat((dir + "/README.md").c_str(), &st) == 0 ? dir : "";
+}
+
+#define MUSE_REQUIRE_REFERENCE(dir)                                                          \
+  const std::string dir = ::muse::testing::reference_dir();                                  \
+  if (dir.empty())                                                                           \
+  GTEST_SKIP() << "reference data not found: set MUSE_REFERENCE_DIR or place shared/reference " \
+                  "beside the project"
+
+// A fresh path under the test's temporary directory.
+inline std::string temp_path(const std::string& name) {
+  const char* base = std::getenv("TMPDIR");
+  std::string dir = std::string(base ? base : "/tmp") + "/muse-test-" + std::to_string(getpid());
+  mkdir(dir.c_str(), 0755);
+  return dir + "/" + name;
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+}  // namespace muse::testing
