@@ -227,8 +227,10 @@ std::string GgufValue::describe(size_t max_items) const {
       if (count > max_items) out += ", ...";
       return out;
     }
+    case GgufType::kUint8: case GgufType::kUint16: case GgufType::kUint32: case GgufType::kUint64:
+      return std::to_string(u);
     default:
-      return is_integer() ? std::to_string(as_int("")) : "?";
+      return std::to_string(i);
   }
 }
 
