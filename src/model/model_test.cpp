@@ -79,26 +79,28 @@ TEST_P(ReferenceLogits, TeacherForcedLogitsAndGreedyContinuationMatch) {
     }
   }
 
-  // Greedy continuation: identical until the first step where our top two are within noise;
-  // there the reference may legitimately have taken the other branch.
+  // Greedy continuation, teacher-forced along the reference's own path so every one of its
+  // steps is checked: our choice must be the reference's, except where our top two are within
+  // noise of each other (a near tie the implementations may break differently).
   std::vector<int> greedy;
   for (const Json& t : ref.at("greedy").as_array()) greedy.push_back(int(t.as_int()));
   std::vector<float> last(logits.end() - V, logits.end());
-  int matched = 0;
+  int agreed = 0, ties = 0;
   for (size_t step = 0; step < greedy.size(); ++step) {
     const int ours = argmax(last.data(), V);
-    if (ours != greedy[step]) {
+    if (ours == greedy[step]) {
+      ++agreed;
+    } else {
       const double gap = last[ours] - last[greedy[step]];
       EXPECT_LT(gap, near_tie) << rc.name << ": greedy step " << step << " chose " << ours
                                << " over the reference's " << greedy[step] << " by " << gap;
-      break;
+      ++ties;
     }
-    ++matched;
-    const int32_t next = ours;
+    const int32_t next = greedy[step];
     session.forward(&next, 1, last.data(), false);
   }
-  RecordProperty("greedy_matched", matched);
-  EXPECT_GE(matched, 4) << rc.name << ": greedy forked almost at once";
+  RecordProperty("greedy_agreed", agreed);
+  RecordProperty("greedy_near_ties", ties);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ReferenceLogits,

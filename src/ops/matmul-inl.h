@@ -6,7 +6,11 @@
 // weight block is unpacked once and reused from registers for each token.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
+#include <type_traits>
+
+#include "ops/row_decode.h"
 
 #include "ops/matmul.h"
 
@@ -17,7 +21,12 @@ namespace {
 #define MUSE_VNNI 1
 #endif
 
+// Tokens per register tile: AVX-512 has 32 vector registers, AVX2 16.
+#ifdef __AVX512F__
+constexpr int kTile = 8;
+#else
 constexpr int kTile = 4;
+#endif
 
 // Sum over groups of four (u8 x s8) products into int32 lanes.
 inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
@@ -72,56 +81,55 @@ inline __m256i fifth_bits(const uint8_t* qh) {
 #endif
 }
 
-// ---- legacy 32-element blocks ----
-// A weight block as unsigned bytes u with value = scale * u + offset, so that
-// dot(block, a) = scale * da * dot(u, aq) + offset * (da * sum(aq)).
-struct Unpacked {
-  __m256i u;
-  float scale, offset;
-};
-
-inline Unpacked unpack(const BlockQ4_0& b) {
-  const float d = half(b.d);
-  return {unpack_nibbles16(b.qs), d, -8 * d};
-}
-inline Unpacked unpack(const BlockQ4_1& b) {
-  return {unpack_nibbles16(b.qs), half(b.d), half(b.m)};
-}
-inline Unpacked unpack(const BlockQ5_0& b) {
-  const float d = half(b.d);
-  return {_mm256_or_si256(unpack_nibbles16(b.qs), fifth_bits(b.qh)), d, -16 * d};
-}
-inline Unpacked unpack(const BlockQ5_1& b) {
-  return {_mm256_or_si256(unpack_nibbles16(b.qs), fifth_bits(b.qh)), half(b.d), half(b.m)};
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
 }
 
+// ---- per-row kernels: one weight row against kTile tokens, canonical arithmetic ----
+// (The SIMD work is over the values of a block; the float steps are scalar, in block order.)
+
+inline __m256i unpack_block(const BlockQ4_0& b) { return unpack_nibbles16(b.qs); }
+inline __m256i unpack_block(const BlockQ4_1& b) { return unpack_nibbles16(b.qs); }
+inline __m256i unpack_block(const BlockQ5_0& b) { return _mm256_or_si256(unpack_nibbles16(b.qs), fifth_bits(b.qh)); }
+inline __m256i unpack_block(const BlockQ5_1& b) { return _mm256_or_si256(unpack_nibbles16(b.qs), fifth_bits(b.qh)); }
+inline float block_min(const BlockQ4_1& b) { return half(b.m); }
+inline float block_min(const BlockQ5_1& b) { return half(b.m); }
+template <typename Block> constexpr int kZero = 0;
+template <> constexpr int kZero<BlockQ4_0> = 8;
+template <> constexpr int kZero<BlockQ5_0> = 16;
+
+// Q4_0, Q4_1, Q5_0, Q5_1.
 template <typename Block, int NT>
 void gemm_legacy_tile(const GemmTask& g, int t0) {
+  constexpr bool kAffine = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
   const QuantizedActs& a = *g.a;
   const int nb = g.K / QK;
   const int8_t* aq[NT];
   const float *ad[NT], *asa[NT];
+  const int32_t* asum[NT];
   for (int t = 0; t < NT; ++t) {
     aq[t] = a.q_row(t0 + t);
     ad[t] = a.d_row(t0 + t);
     asa[t] = a.sa_row(t0 + t);
+    asum[t] = a.sum32_row(t0 + t);
   }
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const Block* w = reinterpret_cast<const Block*>(g.w + r * g.w_row_bytes);
-    __m256 acc[NT];
-    float offsets[NT] = {};
-    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+    float acc[NT] = {};
     for (int b = 0; b < nb; ++b) {
-      const Unpacked u = unpack(w[b]);
-      const __m256 scale = _mm256_set1_ps(u.scale);
+      const __m256i u = unpack_block(w[b]);
+      const float d = half(w[b].d);
       for (int t = 0; t < NT; ++t) {
-        const __m256i p = dot_u8s8(_mm256_setzero_si256(), u.u, load256(aq[t] + b * QK));
-        const __m256 s = _mm256_mul_ps(scale, _mm256_broadcast_ss(ad[t] + b));
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[t]);
-        offsets[t] += u.offset * asa[t][b];
+        const int32_t s = hsum_epi32(dot_u8s8(_mm256_setzero_si256(), u, load256(aq[t] + b * QK))) -
+                          kZero<Block> * asum[t][b];
+        acc[t] = std::fma(float(s), d * ad[t][b], acc[t]);
+        if constexpr (kAffine) acc[t] = std::fma(block_min(w[b]), asa[t][b], acc[t]);
       }
     }
-    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = hsum(acc[t]) + offsets[t];
+    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
   }
 }
 
@@ -133,20 +141,17 @@ void gemm_q8_0_tile(const GemmTask& g, int t0) {
   const int nb = g.K / QK;
   const int8_t* aq[NT];
   const float* ad[NT];
-  [[maybe_unused]] const float* asa[NT];
+  [[maybe_unused]] const int32_t* asum[NT];
   for (int t = 0; t < NT; ++t) {
     aq[t] = a.q_row(t0 + t);
     ad[t] = a.d_row(t0 + t);
-    asa[t] = a.sa_row(t0 + t);
+    asum[t] = a.sum32_row(t0 + t);
   }
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(g.w + r * g.w_row_bytes);
-    __m256 acc[NT];
-    float offsets[NT] = {};
-    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+    float acc[NT] = {};
     for (int b = 0; b < nb; ++b) {
       const float d = half(w[b].d);
-      const __m256 scale = _mm256_set1_ps(d);
       const __m256i q = load256(w[b].qs);
 #ifdef MUSE_VNNI
       const __m256i u = _mm256_xor_si256(q, _mm256_set1_epi8(char(0x80)));
@@ -156,16 +161,14 @@ void gemm_q8_0_tile(const GemmTask& g, int t0) {
       for (int t = 0; t < NT; ++t) {
         const __m256i x = load256(aq[t] + b * QK);
 #ifdef MUSE_VNNI
-        const __m256i p = dot_u8s8(_mm256_setzero_si256(), u, x);
-        offsets[t] -= 128 * d * asa[t][b];
+        const int32_t s = hsum_epi32(dot_u8s8(_mm256_setzero_si256(), u, x)) - 128 * asum[t][b];
 #else
-        const __m256i p = dot_u8s8(_mm256_setzero_si256(), u, _mm256_sign_epi8(x, q));
+        const int32_t s = hsum_epi32(dot_u8s8(_mm256_setzero_si256(), u, _mm256_sign_epi8(x, q)));
 #endif
-        const __m256 s = _mm256_mul_ps(scale, _mm256_broadcast_ss(ad[t] + b));
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[t]);
+        acc[t] = std::fma(float(s), d * ad[t][b], acc[t]);
       }
     }
-    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = hsum(acc[t]) + offsets[t];
+    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
   }
 }
 
@@ -174,28 +177,35 @@ inline __m256i scale_pair(int lo, int hi) {  // int16 lanes: 8 x lo, then 8 x hi
   return _mm256_set_m128i(_mm_set1_epi16(int16_t(hi)), _mm_set1_epi16(int16_t(lo)));
 }
 
-// Q4_K and Q5_K: value = d * sc[j] * q - dmin * m[j] for sub-block j of 32.
+// The 6-bit scales and mins of a Q4_K/Q5_K super-block: bytes 0-7 scales, 8-15 mins.
+inline void k_scales_mins(const uint8_t* packed, uint8_t out[16]) {
+  uint32_t w[3];
+  std::memcpy(w, packed, 12);
+  const uint32_t lo6 = 0x3f3f3f3f, lo4 = 0x0f0f0f0f, lo2 = 0x03030303;
+  const uint32_t v[4] = {w[0] & lo6, (w[2] & lo4) | (((w[0] >> 6) & lo2) << 4), w[1] & lo6,
+                         ((w[2] >> 4) & lo4) | (((w[1] >> 6) & lo2) << 4)};
+  std::memcpy(out, v, 16);
+}
+
+// Q4_K and Q5_K.
 template <bool kFiveBit, int NT>
 void gemm_q45k_tile(const GemmTask& g, int t0) {
   const QuantizedActs& a = *g.a;
   const int nsb = g.K / QK_K;
   const int8_t* aq[NT];
   const float* ad[NT];
-  const int16_t* bs[NT];
+  const int32_t* asum[NT];
   for (int t = 0; t < NT; ++t) {
     aq[t] = a.q_row(t0 + t);
     ad[t] = a.d_row(t0 + t);
-    bs[t] = a.bsum_row(t0 + t);
+    asum[t] = a.sum32_row(t0 + t);
   }
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const uint8_t* row = g.w + r * g.w_row_bytes;
-    __m256 acc[NT], mins[NT];
-    for (int t = 0; t < NT; ++t) acc[t] = mins[t] = _mm256_setzero_ps();
+    float acc[NT] = {};
     for (int i = 0; i < nsb; ++i) {
-      const uint8_t* scales;
-      const uint8_t* qs;
-      const uint8_t* qh = nullptr;
+      const uint8_t *scales, *qs, *qh = nullptr;
       uint16_t dh, dminh;
       if constexpr (kFiveBit) {
         const BlockQ5_K* b = reinterpret_cast<const BlockQ5_K*>(row) + i;
@@ -204,12 +214,9 @@ void gemm_q45k_tile(const GemmTask& g, int t0) {
         const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(row) + i;
         scales = b->scales, qs = b->qs, dh = b->d, dminh = b->dmin;
       }
-      uint8_t sc[8], mn[8];
-      for (int j = 0; j < 8; ++j) k_scale_min(j, scales, &sc[j], &mn[j]);
-      // Each min applies to two sums of 16 activations.
-      alignas(32) int16_t mn16[16];
-      for (int j = 0; j < 16; ++j) mn16[j] = mn[j / 2];
-      const __m256i mins16 = _mm256_load_si256(reinterpret_cast<const __m256i*>(mn16));
+      alignas(16) uint8_t sm[16];
+      k_scales_mins(scales, sm);
+      const __m256i mins = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
       __m256i qhv = _mm256_setzero_si256();
       if constexpr (kFiveBit) qhv = load256(qh);
       __m256i isum[NT];
@@ -220,13 +227,11 @@ void gemm_q45k_tile(const GemmTask& g, int t0) {
         __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
         if constexpr (kFiveBit) {
           const __m256i one = _mm256_set1_epi8(1);
-          lo = _mm256_or_si256(lo, _mm256_slli_epi16(
-                                       _mm256_and_si256(_mm256_srli_epi16(qhv, 2 * c), one), 4));
-          hi = _mm256_or_si256(hi, _mm256_slli_epi16(
-                                       _mm256_and_si256(_mm256_srli_epi16(qhv, 2 * c + 1), one), 4));
+          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 2 * c), one), 4));
+          hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 2 * c + 1), one), 4));
         }
-        const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]);
-        const __m256i s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+        const __m256i s_lo = _mm256_set1_epi16(sm[2 * c]);
+        const __m256i s_hi = _mm256_set1_epi16(sm[2 * c + 1]);
         for (int t = 0; t < NT; ++t) {
           const int8_t* p = aq[t] + i * QK_K + 64 * c;
           isum[t] = dot_i16(isum[t], _mm256_maddubs_epi16(lo, load256(p)), s_lo);
@@ -235,17 +240,18 @@ void gemm_q45k_tile(const GemmTask& g, int t0) {
       }
       const float d = half(dh), dmin = half(dminh);
       for (int t = 0; t < NT; ++t) {
-        const __m256 da = _mm256_broadcast_ss(ad[t] + i);
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(_mm256_set1_ps(d), da), acc[t]);
-        const __m256i m = _mm256_madd_epi16(load256(bs[t] + 16 * i), mins16);
-        mins[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(_mm256_set1_ps(dmin), da), mins[t]);
+        const int32_t s = hsum_epi32(isum[t]);
+        const int32_t m = hsum_epi32(_mm256_mullo_epi32(
+            mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(asum[t] + 8 * i))));
+        acc[t] = std::fma(float(s), d * ad[t][i], acc[t]);
+        acc[t] = std::fma(float(m), -(dmin * ad[t][i]), acc[t]);
       }
     }
-    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = hsum(acc[t]) - hsum(mins[t]);
+    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
   }
 }
 
-// Q6_K: value = d * sc[g] * (q - 32) for groups g of 16; q has 6 bits.
+// Q6_K.
 template <int NT>
 void gemm_q6k_tile(const GemmTask& g, int t0) {
   const QuantizedActs& a = *g.a;
@@ -256,20 +262,18 @@ void gemm_q6k_tile(const GemmTask& g, int t0) {
   for (int t = 0; t < NT; ++t) {
     aq[t] = a.q_row(t0 + t);
     ad[t] = a.d_row(t0 + t);
-    bs[t] = a.bsum_row(t0 + t);
+    bs[t] = a.sum16_row(t0 + t);
   }
   const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const BlockQ6_K* blocks = reinterpret_cast<const BlockQ6_K*>(g.w + r * g.w_row_bytes);
-    __m256 acc[NT];
-    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+    float acc[NT] = {};
     for (int i = 0; i < nsb; ++i) {
       const BlockQ6_K& b = blocks[i];
-      const __m256i sc16 =
-          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
       __m256i isum[NT];
       for (int t = 0; t < NT; ++t) {
-        // The -32 offset, through the activation sums: -32 * sum_g sc[g] * bsum[g].
+        // The -32 zero point, through the activation sums: -32 * sum_g sc[g] * sum16[g].
         const __m256i off = _mm256_madd_epi16(load256(bs[t] + 16 * i), sc16);
         isum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
       }
@@ -277,8 +281,7 @@ void gemm_q6k_tile(const GemmTask& g, int t0) {
         const __m256i qh = load256(b.qh + 32 * n);
         const __m256i ql0 = load256(b.ql + 64 * n), ql1 = load256(b.ql + 64 * n + 32);
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4),
-                               _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
+        q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
         q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
         q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
@@ -294,12 +297,9 @@ void gemm_q6k_tile(const GemmTask& g, int t0) {
         }
       }
       const float d = half(b.d);
-      for (int t = 0; t < NT; ++t) {
-        const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_broadcast_ss(ad[t] + i));
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), scale, acc[t]);
-      }
+      for (int t = 0; t < NT; ++t) acc[t] = std::fma(float(hsum_epi32(isum[t])), d * ad[t][i], acc[t]);
     }
-    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = hsum(acc[t]);
+    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
   }
 }
 
@@ -382,6 +382,12 @@ void run_tiles(const GemmTask& g) {
   int t = g.t0;
   for (; t + kTile <= g.t1; t += kTile) Tile<kTile>::run(g, t);
   switch (g.t1 - t) {
+#ifdef __AVX512F__
+    case 7: Tile<7>::run(g, t); break;
+    case 6: Tile<6>::run(g, t); break;
+    case 5: Tile<5>::run(g, t); break;
+    case 4: Tile<4>::run(g, t); break;
+#endif
     case 3: Tile<3>::run(g, t); break;
     case 2: Tile<2>::run(g, t); break;
     case 1: Tile<1>::run(g, t); break;
@@ -399,6 +405,155 @@ template <int NT> struct Q6KTile { static void run(const GemmTask& g, int t0) { 
 template <GgmlType kType> struct FloatTile {
   template <int NT> struct T { static void run(const GemmTask& g, int t0) { gemm_float_tile<kType, NT>(g, t0); } };
 };
+
+#if defined(__AVX512F__) && defined(MUSE_VNNI)
+// ---- batched kernels: kRowGroup (16) rows in the vector lanes ----
+// A task's 16 weight rows are unpacked once into bytes interleaved so that one 64-byte vector
+// holds 4 consecutive values of each row; vpdpbusd against a broadcast of 4 activation bytes
+// then advances all 16 dot products at once, and the float steps of the canonical arithmetic
+// run on 16 rows per instruction. Per row and token the operations are exactly those of the
+// per-row kernels, so the results are bit-identical.
+struct RowGroupTile {
+  std::vector<uint8_t> u;         // [K / 4][16 rows][4 values]
+  std::vector<float> d, m;        // [block][16 rows]
+  std::vector<int32_t> sc, mn;    // [sub-block][16 rows]
+  std::vector<float> f;           // float weights: [K][16 rows]
+};
+
+void pack_quantized(GgmlType type, const GemmTask& g, RowGroupTile& tile) {
+  thread_local DecodedRow row;
+  const int K = g.K;
+  tile.u.resize(size_t(K) * kRowGroup);
+  for (int r = 0; r < kRowGroup; ++r) {
+    decode_row(type, g.w + (g.r0 + r) * g.w_row_bytes, K, row);
+    if (r == 0) {
+      tile.d.resize(row.d.size() * kRowGroup);
+      tile.m.resize(row.m.size() * kRowGroup);
+      tile.sc.resize(row.sc.size() * kRowGroup);
+      tile.mn.resize(row.mn.size() * kRowGroup);
+    }
+    uint32_t* dst = reinterpret_cast<uint32_t*>(tile.u.data()) + r;
+    const uint8_t* src = row.u.data();
+    for (int k4 = 0; k4 < K / 4; ++k4) std::memcpy(dst + k4 * kRowGroup, src + 4 * k4, 4);
+    for (size_t b = 0; b < row.d.size(); ++b) tile.d[b * kRowGroup + r] = row.d[b];
+    for (size_t b = 0; b < row.m.size(); ++b) tile.m[b * kRowGroup + r] = row.m[b];
+    for (size_t b = 0; b < row.sc.size(); ++b) tile.sc[b * kRowGroup + r] = row.sc[b];
+    for (size_t b = 0; b < row.mn.size(); ++b) tile.mn[b * kRowGroup + r] = row.mn[b];
+  }
+}
+
+inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
+inline void store_rows(const GemmTask& g, int t, __m512 v) { _mm512_storeu_ps(g.y + t * g.ldy + g.r0, v); }
+
+// Sum over `n4` groups of 4 values: 16 rows' integer dot products with one token.
+template <int n4>
+inline __m512i dot_rows(const uint8_t* u, const int8_t* a) {
+  __m512i s = _mm512_setzero_si512();
+  for (int e = 0; e < n4; ++e) s = _mm512_dpbusd_epi32(s, load512(u + 64 * e), bcast4(a + 4 * e));
+  return s;
+}
+
+template <QuantFamily kFamily, int NT>
+void rows_tile(const GemmTask& g, const RowGroupTile& w, int zero, int t0) {
+  const QuantizedActs& a = *g.a;
+  const int K = g.K;
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  if constexpr (kFamily == QuantFamily::kZeroPoint || kFamily == QuantFamily::kAffine) {
+    for (int b = 0; b < K / QK; ++b) {
+      const uint8_t* u = w.u.data() + size_t(b) * QK * kRowGroup;
+      const __m512 d = _mm512_loadu_ps(&w.d[b * kRowGroup]);
+      for (int t = 0; t < NT; ++t) {
+        __m512i s = dot_rows<8>(u, a.q_row(t0 + t) + b * QK);
+        if constexpr (kFamily == QuantFamily::kZeroPoint)
+          s = _mm512_sub_epi32(s, _mm512_set1_epi32(zero * a.sum32_row(t0 + t)[b]));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(a.d_row(t0 + t)[b])), acc[t]);
+        if constexpr (kFamily == QuantFamily::kAffine)
+          acc[t] = _mm512_fmadd_ps(_mm512_loadu_ps(&w.m[b * kRowGroup]), _mm512_set1_ps(a.sa_row(t0 + t)[b]), acc[t]);
+      }
+    }
+  } else {
+    constexpr bool kSym = kFamily == QuantFamily::kKSymmetric;
+    constexpr int kSub = kSym ? 16 : 32, kNSub = QK_K / kSub;
+    for (int i = 0; i < K / QK_K; ++i) {
+      const __m512 d = _mm512_loadu_ps(&w.d[i * kRowGroup]);
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* aq = a.q_row(t0 + t) + i * QK_K;
+        __m512i isum = _mm512_setzero_si512(), msum = _mm512_setzero_si512();
+        for (int j = 0; j < kNSub; ++j) {
+          const uint8_t* u = w.u.data() + (size_t(i) * QK_K + j * kSub) * kRowGroup;
+          __m512i s = dot_rows<kSub / 4>(u, aq + j * kSub);
+          const __m512i sc = load512(&w.sc[(i * kNSub + j) * kRowGroup]);
+          if constexpr (kSym) {
+            s = _mm512_sub_epi32(s, _mm512_set1_epi32(32 * a.sum16_row(t0 + t)[i * kNSub + j]));
+          } else {
+            const __m512i mn = load512(&w.mn[(i * kNSub + j) * kRowGroup]);
+            msum = _mm512_add_epi32(msum, _mm512_mullo_epi32(mn, _mm512_set1_epi32(a.sum32_row(t0 + t)[i * kNSub + j])));
+          }
+          isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s, sc));
+        }
+        const __m512 da = _mm512_set1_ps(a.d_row(t0 + t)[i]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, da), acc[t]);
+        if constexpr (!kSym) {
+          const __m512 dmin = _mm512_loadu_ps(&w.m[i * kRowGroup]);
+          acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, da), acc[t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) store_rows(g, t0 + t, acc[t]);
+}
+
+template <QuantFamily kFamily>
+void gemm_rows_quantized(const GemmTask& g, GgmlType type) {
+  thread_local RowGroupTile tile;
+  pack_quantized(type, g, tile);
+  const int zero = zero_point(type);
+  int t = g.t0;
+  for (; t + 8 <= g.t1; t += 8) rows_tile<kFamily, 8>(g, tile, zero, t);
+  for (; t < g.t1; ++t) rows_tile<kFamily, 1>(g, tile, zero, t);
+}
+
+template <GgmlType kType>
+void gemm_rows(const GemmTask& g) {
+  gemm_rows_quantized<quant_family_of(kType)>(g, kType);
+}
+
+// Float weights: the 16 rows transposed to [K][16] floats; one FMA per value and token.
+template <int NT>
+void rows_tile_float(const GemmTask& g, const float* wt, int t0) {
+  __m512 acc[NT];
+  const float* x[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    x[t] = g.a->x_row(t0 + t);
+  }
+  for (int k = 0; k < g.K; ++k) {
+    const __m512 w = _mm512_loadu_ps(wt + size_t(k) * kRowGroup);
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t][k]), acc[t]);
+  }
+  for (int t = 0; t < NT; ++t) store_rows(g, t0 + t, acc[t]);
+}
+
+template <GgmlType kType>
+void gemm_rows_float(const GemmTask& g) {
+  thread_local std::vector<float> wt, row;
+  wt.resize(size_t(g.K) * kRowGroup);
+  row.resize(g.K);
+  for (int r = 0; r < kRowGroup; ++r) {
+    const uint8_t* src = g.w + (g.r0 + r) * g.w_row_bytes;
+    for (int k = 0; k < g.K; ++k) wt[size_t(k) * kRowGroup + r] = scalar_w<kType>(src, k);
+  }
+  int t = g.t0;
+  for (; t + 8 <= g.t1; t += 8) rows_tile_float<8>(g, wt.data(), t);
+  for (; t < g.t1; ++t) rows_tile_float<1>(g, wt.data(), t);
+}
+#endif
 
 float dot_f16(const float* x, const uint16_t* y, int n) {
   __m256 acc = _mm256_setzero_ps();
@@ -435,6 +590,19 @@ KernelSet make(const char* name) {
   k.gemm[int(GgmlType::Q4_K)] = run_tiles<Q4KTile>;
   k.gemm[int(GgmlType::Q5_K)] = run_tiles<Q5KTile>;
   k.gemm[int(GgmlType::Q6_K)] = run_tiles<Q6KTile>;
+#if defined(__AVX512F__) && defined(MUSE_VNNI)
+  k.gemm_rows[int(GgmlType::F32)] = gemm_rows_float<GgmlType::F32>;
+  k.gemm_rows[int(GgmlType::F16)] = gemm_rows_float<GgmlType::F16>;
+  k.gemm_rows[int(GgmlType::BF16)] = gemm_rows_float<GgmlType::BF16>;
+  k.gemm_rows[int(GgmlType::Q4_0)] = gemm_rows<GgmlType::Q4_0>;
+  k.gemm_rows[int(GgmlType::Q4_1)] = gemm_rows<GgmlType::Q4_1>;
+  k.gemm_rows[int(GgmlType::Q5_0)] = gemm_rows<GgmlType::Q5_0>;
+  k.gemm_rows[int(GgmlType::Q5_1)] = gemm_rows<GgmlType::Q5_1>;
+  k.gemm_rows[int(GgmlType::Q8_0)] = gemm_rows<GgmlType::Q8_0>;
+  k.gemm_rows[int(GgmlType::Q4_K)] = gemm_rows<GgmlType::Q4_K>;
+  k.gemm_rows[int(GgmlType::Q5_K)] = gemm_rows<GgmlType::Q5_K>;
+  k.gemm_rows[int(GgmlType::Q6_K)] = gemm_rows<GgmlType::Q6_K>;
+#endif
   k.dot_f16 = dot_f16;
   k.axpy_f16 = axpy_f16;
   return k;

@@ -23,7 +23,7 @@ ActFormat act_format(GgmlType type) {
 namespace {
 
 // Like llama.cpp's Q8_0/Q8_1 activations: scale amax/127 stored as fp16, round to nearest.
-void quantize_block32_row(const float* x, int K, int8_t* q, float* d, float* sa) {
+void quantize_block32_row(const float* x, int K, int8_t* q, float* d, float* sa, int32_t* sum32) {
   for (int b = 0; b < K / QK; ++b, x += QK, q += QK) {
     float amax = 0;
     for (int j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[j]));
@@ -35,11 +35,13 @@ void quantize_block32_row(const float* x, int K, int8_t* q, float* d, float* sa)
     }
     d[b] = fp16_to_float(float_to_fp16(scale));
     sa[b] = d[b] * float(sum);
+    sum32[b] = sum;
   }
 }
 
 // Like llama.cpp's Q8_K: the signed extreme maps to -127, float scale, sums per 16.
-void quantize_block256_row(const float* x, int K, int8_t* q, float* d, int16_t* bsum) {
+void quantize_block256_row(const float* x, int K, int8_t* q, float* d, int16_t* sum16, float* sa,
+                           int32_t* sum32) {
   for (int b = 0; b < K / QK_K; ++b, x += QK_K, q += QK_K) {
     float amax = 0, max = 0;
     for (int j = 0; j < QK_K; ++j)
@@ -50,7 +52,9 @@ void quantize_block256_row(const float* x, int K, int8_t* q, float* d, int16_t* 
     if (amax == 0) {
       d[b] = 0;
       std::fill(q, q + QK_K, 0);
-      std::fill(bsum + 16 * b, bsum + 16 * b + 16, 0);
+      std::fill(sum16 + 16 * b, sum16 + 16 * b + 16, 0);
+      std::fill(sa + 8 * b, sa + 8 * b + 8, 0.0f);
+      std::fill(sum32 + 8 * b, sum32 + 8 * b + 8, 0);
       continue;
     }
     const float iscale = -127.0f / max;
@@ -58,9 +62,13 @@ void quantize_block256_row(const float* x, int K, int8_t* q, float* d, int16_t* 
     for (int g = 0; g < 16; ++g) {
       int s = 0;
       for (int j = 0; j < 16; ++j) s += q[16 * g + j];
-      bsum[16 * b + g] = int16_t(s);
+      sum16[16 * b + g] = int16_t(s);
     }
     d[b] = 1.0f / iscale;
+    for (int g = 0; g < 8; ++g) {
+      sum32[8 * b + g] = sum16[16 * b + 2 * g] + sum16[16 * b + 2 * g + 1];
+      sa[8 * b + g] = d[b] * float(sum32[8 * b + g]);
+    }
   }
 }
 
@@ -78,15 +86,18 @@ void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, 
   if (K % unit) fail("activation length ", K, " is not a multiple of ", unit);
   out.q.resize(size_t(T) * K);
   out.d.resize(size_t(T) * (K / unit));
-  if (format == ActFormat::kQ8Block32) out.sa.resize(size_t(T) * (K / QK));
-  else out.bsum.resize(size_t(T) * (K / 16));
+  out.sa.resize(size_t(T) * (K / QK));
+  out.sum32.resize(size_t(T) * (K / QK));
+  if (format == ActFormat::kQ8Block256) out.sum16.resize(size_t(T) * (K / 16));
   auto row = [&](int64_t t, int) {
     int8_t* q = out.q.data() + t * K;
     if (format == ActFormat::kQ8Block32)
-      quantize_block32_row(x + t * ldx, K, q, out.d.data() + t * (K / QK), out.sa.data() + t * (K / QK));
+      quantize_block32_row(x + t * ldx, K, q, out.d.data() + t * (K / QK), out.sa.data() + t * (K / QK),
+                           out.sum32.data() + t * (K / QK));
     else
       quantize_block256_row(x + t * ldx, K, q, out.d.data() + t * (K / QK_K),
-                            out.bsum.data() + t * (K / 16));
+                            out.sum16.data() + t * (K / 16), out.sa.data() + t * (K / QK),
+                            out.sum32.data() + t * (K / QK));
   };
   if (pool && T > 1) pool->parallel_for(T, row);
   else for (int t = 0; t < T; ++t) row(t, 0);
@@ -107,8 +118,34 @@ const KernelSet& kernels() {
 
 void matmul_quantized(const Matrix& w, const QuantizedActs& a, float* y, int64_t ldy,
                       ThreadPool& pool) {
-  const GemmKernel kernel = kernels().gemm[int(w.type)];
+  const KernelSet& ks = kernels();
+  const GemmKernel kernel = ks.gemm[int(w.type)];
   if (!kernel) fail("no kernel for tensor type ", type_name(w.type));
+  auto task_for = [&](int64_t r0, int64_t r1, int t0, int t1) {
+    GemmTask g;
+    g.w = w.data;
+    g.w_row_bytes = w.row_bytes();
+    g.K = int(w.cols);
+    g.a = &a;
+    g.r0 = r0;
+    g.r1 = r1;
+    g.t0 = t0;
+    g.t1 = t1;
+    g.y = y;
+    g.ldy = ldy;
+    return g;
+  };
+  // Prompt batches: whole groups of rows through the batched kernel (each task unpacks its
+  // group's weights once for all tokens); leftover rows through the plain kernel.
+  const GemmKernel batched = ks.gemm_rows[int(w.type)];
+  if (batched && a.T >= kBatchedMinTokens && w.rows >= kRowGroup) {
+    const int64_t groups = w.rows / kRowGroup, done_rows = groups * kRowGroup;
+    pool.parallel_for(groups + (done_rows < w.rows ? 1 : 0), [&](int64_t task, int) {
+      if (task < groups) batched(task_for(task * kRowGroup, (task + 1) * kRowGroup, 0, a.T));
+      else kernel(task_for(done_rows, w.rows, 0, a.T));
+    });
+    return;
+  }
   // Rows are split into chunks small enough to balance threads but large enough that each
   // task streams a useful run of weights; tokens are split too when the batch is large.
   const int n_threads = pool.size();
@@ -118,19 +155,9 @@ void matmul_quantized(const Matrix& w, const QuantizedActs& a, float* y, int64_t
   const int token_chunk = 64;
   const int64_t n_tok_chunks = (a.T + token_chunk - 1) / token_chunk;
   pool.parallel_for(n_row_chunks * n_tok_chunks, [&](int64_t task, int) {
-    GemmTask g;
-    g.w = w.data;
-    g.w_row_bytes = w.row_bytes();
-    g.K = int(w.cols);
-    g.a = &a;
     const int64_t rc = task % n_row_chunks, tc = task / n_row_chunks;
-    g.r0 = rc * chunk;
-    g.r1 = std::min(w.rows, g.r0 + chunk);
-    g.t0 = int(tc * token_chunk);
-    g.t1 = std::min(a.T, g.t0 + token_chunk);
-    g.y = y;
-    g.ldy = ldy;
-    kernel(g);
+    const int t0 = int(tc * token_chunk);
+    kernel(task_for(rc * chunk, std::min(w.rows, (rc + 1) * chunk), t0, std::min(a.T, t0 + token_chunk)));
   });
 }
 

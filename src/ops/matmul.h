@@ -25,18 +25,31 @@ struct QuantizedActs {
   const float* x = nullptr;
   int64_t ldx = 0;
   // Quantized formats, row t at offset t * (K / unit):
-  std::vector<int8_t> q;      // K values per row
-  std::vector<float> d;       // one scale per 32 (Block32) or 256 (Block256) values
-  std::vector<float> sa;      // Block32: d * sum(q) per 32 values
-  std::vector<int16_t> bsum;  // Block256: sum(q) per 16 values
+  std::vector<int8_t> q;       // K values per row
+  std::vector<float> d;        // one scale per 32 (Block32) or 256 (Block256) values
+  std::vector<float> sa;       // d * sum(q) per 32 values
+  std::vector<int32_t> sum32;  // sum(q) per 32 values
+  std::vector<int16_t> sum16;  // Block256: sum(q) per 16 values
   const int8_t* q_row(int t) const { return q.data() + int64_t(t) * K; }
   const float* d_row(int t) const {
     return d.data() + int64_t(t) * (K / (format == ActFormat::kQ8Block32 ? QK : QK_K));
   }
   const float* sa_row(int t) const { return sa.data() + int64_t(t) * (K / QK); }
-  const int16_t* bsum_row(int t) const { return bsum.data() + int64_t(t) * (K / 16); }
+  const int32_t* sum32_row(int t) const { return sum32.data() + int64_t(t) * (K / QK); }
+  const int16_t* sum16_row(int t) const { return sum16.data() + int64_t(t) * (K / 16); }
   const float* x_row(int t) const { return x + t * ldx; }
 };
+
+// Every kernel computes a quantized row's dot product with the same arithmetic, so results
+// do not depend on the instruction set or on how many tokens share a batch: integer sums per
+// block (exact in any order), then, block after block, these float32 fused multiply-adds:
+//   Q4_0, Q5_0, Q8_0:  acc = fma(sum((q - zero) * a), d * da, acc)
+//   Q4_1, Q5_1:        acc = fma(sum(q * a), d * da, acc);  acc = fma(m, da * sum(a), acc)
+//   Q4_K, Q5_K:        per 256: acc = fma(sum_j sc_j sum(q * a), d * da, acc);
+//                               acc = fma(sum_j mn_j sum_j(a), -(dmin * da), acc)
+//   Q6_K:              per 256: acc = fma(sum_g sc_g sum((q - 32) * a), d * da, acc)
+// where a are the 8-bit activations and da their scale. Float weights are summed in float32
+// in an order that depends on the kernel.
 
 // Quantizes rows x[t * ldx .. + K) for t < T (K a multiple of the format's block).
 void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, QuantizedActs& out,
@@ -54,10 +67,14 @@ struct GemmTask {
   int64_t ldy = 0;
 };
 using GemmKernel = void (*)(const GemmTask&);
+constexpr int kRowGroup = 16;  // rows per group in the batched kernels (one AVX-512 vector)
+constexpr int kBatchedMinTokens = 8;  // from this many tokens on, the batched kernels pay off
 
 struct KernelSet {
   const char* name;
   GemmKernel gemm[kGgmlTypeLimit];
+  // Batched (prompt) kernels over whole groups of kRowGroup rows; null where the set has none.
+  GemmKernel gemm_rows[kGgmlTypeLimit];
   float (*dot_f16)(const float* x, const uint16_t* y, int n);
   void (*axpy_f16)(float a, const uint16_t* x, float* y, int n);  // y += a * x
 };

@@ -1,32 +1,81 @@
-// Portable fallback: dequantize a weight row, then a plain float dot product with the
-// (de-quantized) activations. Slow, obviously correct, used where no SIMD level is available.
+// Portable fallback, and the plainest statement of the canonical arithmetic (matmul.h): every
+// SIMD kernel must produce bit-identical results for quantized weights.
+#include <cmath>
 #include <vector>
 
 #include "ops/matmul.h"
+#include "ops/row_decode.h"
 #include "util/fp16.h"
 
 namespace muse::kernels_scalar {
 namespace {
 
-void gemm_any(const GemmTask& g, GgmlType type) {
-  const QuantizedActs& a = *g.a;
-  const int K = g.K;
-  thread_local std::vector<float> w, x;
-  w.resize(K);
-  x.resize(K);
-  for (int t = g.t0; t < g.t1; ++t) {
-    if (a.format == ActFormat::kF32) {
-      std::copy(a.x_row(t), a.x_row(t) + K, x.begin());
-    } else {
-      const int unit = a.format == ActFormat::kQ8Block32 ? QK : QK_K;
-      const int8_t* q = a.q_row(t);
-      const float* d = a.d_row(t);
-      for (int k = 0; k < K; ++k) x[k] = d[k / unit] * q[k];
+int32_t dot_u8(const uint8_t* u, const int8_t* a, int n) {
+  int32_t s = 0;
+  for (int j = 0; j < n; ++j) s += int32_t(u[j]) * a[j];
+  return s;
+}
+
+float canonical_dot(GgmlType type, const DecodedRow& w, const QuantizedActs& a, int t, int K) {
+  const int8_t* q = a.q_row(t);
+  const float* da = a.d_row(t);
+  float acc = 0;
+  switch (quant_family(type)) {
+    case QuantFamily::kZeroPoint: {
+      const int zero = zero_point(type);
+      for (int b = 0; b < K / QK; ++b) {
+        const int32_t s = dot_u8(&w.u[QK * b], q + QK * b, QK) - zero * a.sum32_row(t)[b];
+        acc = std::fma(float(s), w.d[b] * da[b], acc);
+      }
+      return acc;
     }
-    for (int64_t r = g.r0; r < g.r1; ++r) {
-      dequantize_row(type, g.w + r * g.w_row_bytes, w.data(), K);
+    case QuantFamily::kAffine:
+      for (int b = 0; b < K / QK; ++b) {
+        acc = std::fma(float(dot_u8(&w.u[QK * b], q + QK * b, QK)), w.d[b] * da[b], acc);
+        acc = std::fma(w.m[b], a.sa_row(t)[b], acc);
+      }
+      return acc;
+    case QuantFamily::kKAffine:
+      for (int i = 0; i < K / QK_K; ++i) {
+        int32_t isum = 0, msum = 0;
+        for (int j = 0; j < 8; ++j) {
+          isum += w.sc[8 * i + j] * dot_u8(&w.u[QK_K * i + 32 * j], q + QK_K * i + 32 * j, 32);
+          msum += w.mn[8 * i + j] * a.sum32_row(t)[8 * i + j];
+        }
+        acc = std::fma(float(isum), w.d[i] * da[i], acc);
+        acc = std::fma(float(msum), -(w.m[i] * da[i]), acc);
+      }
+      return acc;
+    case QuantFamily::kKSymmetric:
+      for (int i = 0; i < K / QK_K; ++i) {
+        int32_t isum = 0;
+        for (int g = 0; g < 16; ++g)
+          isum += w.sc[16 * i + g] *
+                  (dot_u8(&w.u[QK_K * i + 16 * g], q + QK_K * i + 16 * g, 16) - 32 * a.sum16_row(t)[16 * i + g]);
+        acc = std::fma(float(isum), w.d[i] * da[i], acc);
+      }
+      return acc;
+    default: return 0;
+  }
+}
+
+void gemm_quantized(const GemmTask& g, GgmlType type) {
+  thread_local DecodedRow w;
+  for (int64_t r = g.r0; r < g.r1; ++r) {
+    decode_row(type, g.w + r * g.w_row_bytes, g.K, w);
+    for (int t = g.t0; t < g.t1; ++t) g.y[t * g.ldy + r] = canonical_dot(type, w, *g.a, t, g.K);
+  }
+}
+
+void gemm_float(const GemmTask& g, GgmlType type) {
+  thread_local std::vector<float> w;
+  w.resize(g.K);
+  for (int64_t r = g.r0; r < g.r1; ++r) {
+    dequantize_row(type, g.w + r * g.w_row_bytes, w.data(), g.K);
+    for (int t = g.t0; t < g.t1; ++t) {
+      const float* x = g.a->x_row(t);
       float sum = 0;
-      for (int k = 0; k < K; ++k) sum += w[k] * x[k];
+      for (int k = 0; k < g.K; ++k) sum += w[k] * x[k];
       g.y[t * g.ldy + r] = sum;
     }
   }
@@ -34,7 +83,8 @@ void gemm_any(const GemmTask& g, GgmlType type) {
 
 template <GgmlType kType>
 void gemm(const GemmTask& g) {
-  gemm_any(g, kType);
+  if constexpr (kType == GgmlType::F32 || kType == GgmlType::F16 || kType == GgmlType::BF16) gemm_float(g, kType);
+  else gemm_quantized(g, kType);
 }
 
 float dot_f16(const float* x, const uint16_t* y, int n) {

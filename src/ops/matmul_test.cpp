@@ -65,20 +65,41 @@ TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
           xd[size_t(t) * K + k] = double(acts.d_row(t)[k / unit]) * acts.q_row(t)[k];
         }
       }
+    // Each kernel set's per-row kernel over all rows, and its batched kernel (if any) over
+    // whole groups of kRowGroup rows.
+    std::vector<std::pair<std::string, std::vector<float>>> results;
     for (SimdLevel level : available_levels()) {
-      std::vector<float> y(size_t(T) * rows, -1e30f);
-      GemmTask g;
-      g.w = w.data();
-      g.w_row_bytes = row_bytes(type, K);
-      g.K = K;
-      g.a = &acts;
-      g.r0 = 0;
-      g.r1 = rows;
-      g.t0 = 0;
-      g.t1 = T;
-      g.y = y.data();
-      g.ldy = rows;
-      kernels_for(level).gemm[int(type)](g);
+      const KernelSet& ks = kernels_for(level);
+      for (bool batched : {false, true}) {
+        if (batched && !ks.gemm_rows[int(type)]) continue;
+        std::vector<float> y(size_t(T) * rows, -1e30f);
+        GemmTask g;
+        g.w = w.data();
+        g.w_row_bytes = row_bytes(type, K);
+        g.K = K;
+        g.a = &acts;
+        g.t0 = 0;
+        g.t1 = T;
+        g.y = y.data();
+        g.ldy = rows;
+        if (batched) {
+          for (int r0 = 0; r0 + kRowGroup <= rows; r0 += kRowGroup) {
+            g.r0 = r0;
+            g.r1 = r0 + kRowGroup;
+            ks.gemm_rows[int(type)](g);
+          }
+          g.r0 = rows / kRowGroup * kRowGroup;
+          g.r1 = rows;
+          ks.gemm[int(type)](g);
+        } else {
+          g.r0 = 0;
+          g.r1 = rows;
+          ks.gemm[int(type)](g);
+        }
+        results.emplace_back(std::string(ks.name) + (batched ? " batched" : ""), y);
+      }
+    }
+    for (const auto& [name, y] : results) {
       for (int t = 0; t < T; ++t)
         for (int r = 0; r < rows; ++r) {
           double ref = 0, mag = 0;
@@ -88,9 +109,12 @@ TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
             mag += std::fabs(p);
           }
           ASSERT_NEAR(y[size_t(t) * rows + r], ref, 2e-5 * mag + 1e-6)
-              << type_name(type) << " K=" << K << " T=" << T << " row " << r << " token " << t
-              << " kernels " << kernels_for(level).name;
+              << type_name(type) << " K=" << K << " T=" << T << " row " << r << " token " << t << " kernels " << name;
         }
+      // Quantized weights: every kernel follows the canonical arithmetic (matmul.h) exactly.
+      if (act_format(type) != ActFormat::kF32)
+        ASSERT_EQ(y, results.front().second) << type_name(type) << " K=" << K << " T=" << T << ": " << name
+                                             << " differs from " << results.front().first;
     }
   }
 }
@@ -127,7 +151,7 @@ TEST(ActivationQuantization, ValuesWithinHalfAStep) {
         for (int g = 0; g < K / 16; ++g) {
           int s = 0;
           for (int j = 0; j < 16; ++j) s += a.q_row(t)[16 * g + j];
-          ASSERT_EQ(a.bsum_row(t)[g], s);
+          ASSERT_EQ(a.sum16_row(t)[g], s);
         }
   }
 }
