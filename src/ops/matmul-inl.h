@@ -101,7 +101,21 @@ template <typename Block> constexpr int kZero = 0;
 template <> constexpr int kZero<BlockQ4_0> = 8;
 template <> constexpr int kZero<BlockQ5_0> = 16;
 
-// Q4_0, Q4_1, Q5_0, Q5_1.
+// Four blocks' int32 lane vectors -> their four sums.
+inline __m128i reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+  return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+#ifdef MUSE_VNNI
+// With vpdpbusd, Q8_0 is one more zero-point type: w + 128 as unsigned bytes.
+inline __m256i unpack_block(const BlockQ8_0& b) {
+  return _mm256_xor_si256(load256(b.qs), _mm256_set1_epi8(char(0x80)));
+}
+template <> constexpr int kZero<BlockQ8_0> = 128;
+#endif
+
+// Q4_0, Q4_1, Q5_0, Q5_1 (and Q8_0 with VNNI).
 template <typename Block, int NT>
 void gemm_legacy_tile(const GemmTask& g, int t0) {
   constexpr bool kAffine = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
@@ -119,7 +133,29 @@ void gemm_legacy_tile(const GemmTask& g, int t0) {
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const Block* w = reinterpret_cast<const Block*>(g.w + r * g.w_row_bytes);
     float acc[NT] = {};
-    for (int b = 0; b < nb; ++b) {
+    int b = 0;
+    if constexpr (!kAffine) {
+      // Four blocks at a time: one reduction tree for their integer sums, vector float steps,
+      // then the canonical chain of fused multiply-adds in block order.
+      for (; b + 4 <= nb; b += 4) {
+        const __m256i u0 = unpack_block(w[b]), u1 = unpack_block(w[b + 1]), u2 = unpack_block(w[b + 2]),
+                      u3 = unpack_block(w[b + 3]);
+        const __m128 d = _mm_set_ps(half(w[b + 3].d), half(w[b + 2].d), half(w[b + 1].d), half(w[b].d));
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* x = aq[t] + b * QK;
+          const __m256i z = _mm256_setzero_si256();
+          __m128i s = reduce4(dot_u8s8(z, u0, load256(x)), dot_u8s8(z, u1, load256(x + 32)),
+                              dot_u8s8(z, u2, load256(x + 64)), dot_u8s8(z, u3, load256(x + 96)));
+          s = _mm_sub_epi32(s, _mm_mullo_epi32(_mm_set1_epi32(kZero<Block>),
+                                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(asum[t] + b))));
+          alignas(16) float sf[4], sc[4];
+          _mm_store_ps(sf, _mm_cvtepi32_ps(s));
+          _mm_store_ps(sc, _mm_mul_ps(d, _mm_loadu_ps(ad[t] + b)));
+          for (int k = 0; k < 4; ++k) acc[t] = std::fma(sf[k], sc[k], acc[t]);
+        }
+      }
+    }
+    for (; b < nb; ++b) {
       const __m256i u = unpack_block(w[b]);
       const float d = half(w[b].d);
       for (int t = 0; t < NT; ++t) {
@@ -303,6 +339,135 @@ void gemm_q6k_tile(const GemmTask& g, int t0) {
   }
 }
 
+#if defined(__AVX512F__) && defined(MUSE_VNNI)
+// 512-bit versions of the k-quant row kernels (decode): each vector covers 64 consecutive
+// values, and the per-32/16 scales come from one vpermw of the super-block's scale vector.
+inline int32_t hsum_epi32(__m512i v) { return _mm512_reduce_add_epi32(v); }
+
+// int16 lanes [s[i0] x16, s[i1] x16] from a vector of 16-bit scales.
+inline __m512i pick_scales2(__m512i s, int i0, int i1) {
+  const __m512i idx = _mm512_mask_set1_epi16(_mm512_set1_epi16(short(i0)), 0xFFFF0000u, short(i1));
+  return _mm512_permutexvar_epi16(idx, s);
+}
+// int16 lanes [s[i] x8, s[i+1] x8, s[i+2] x8, s[i+3] x8].
+inline __m512i pick_scales4(__m512i s, int i) {
+  const __m512i idx = _mm512_set_epi16(i + 3, i + 3, i + 3, i + 3, i + 3, i + 3, i + 3, i + 3, i + 2, i + 2, i + 2, i + 2,
+                                       i + 2, i + 2, i + 2, i + 2, i + 1, i + 1, i + 1, i + 1, i + 1, i + 1, i + 1, i + 1,
+                                       i, i, i, i, i, i, i, i);
+  return _mm512_permutexvar_epi16(idx, s);
+}
+inline __m512i nibbles_lo_hi(const uint8_t* p) {  // 32 bytes -> [low nibbles | high nibbles]
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(x), _mm256_srli_epi16(x, 4), 1);
+  return _mm512_and_si512(both, _mm512_set1_epi8(0x0F));
+}
+
+template <bool kFiveBit, int NT>
+void gemm_q45k_tile_512(const GemmTask& g, int t0) {
+  const QuantizedActs& a = *g.a;
+  const int nsb = g.K / QK_K;
+  const int8_t* aq[NT];
+  const float* ad[NT];
+  const int32_t* asum[NT];
+  for (int t = 0; t < NT; ++t) {
+    aq[t] = a.q_row(t0 + t);
+    ad[t] = a.d_row(t0 + t);
+    asum[t] = a.sum32_row(t0 + t);
+  }
+  for (int64_t r = g.r0; r < g.r1; ++r) {
+    const uint8_t* row = g.w + r * g.w_row_bytes;
+    float acc[NT] = {};
+    for (int i = 0; i < nsb; ++i) {
+      const uint8_t *scales, *qs, *qh = nullptr;
+      uint16_t dh, dminh;
+      if constexpr (kFiveBit) {
+        const BlockQ5_K* b = reinterpret_cast<const BlockQ5_K*>(row) + i;
+        scales = b->scales, qs = b->qs, qh = b->qh, dh = b->d, dminh = b->dmin;
+      } else {
+        const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(row) + i;
+        scales = b->scales, qs = b->qs, dh = b->d, dminh = b->dmin;
+      }
+      alignas(16) uint8_t sm[16];
+      k_scales_mins(scales, sm);
+      const __m512i sc = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(sm))));
+      const __m256i mins = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
+      __m512i w[4];  // sub-blocks (2c, 2c+1) for chunk c: 64 consecutive values
+      for (int c = 0; c < 4; ++c) w[c] = nibbles_lo_hi(qs + 32 * c);
+      if constexpr (kFiveBit) {
+        const __m512i qhz = _mm512_broadcast_i64x4(load256(qh));
+        const __m512i one = _mm512_set1_epi8(1);
+        for (int c = 0; c < 4; ++c) {
+          const __m512i shift = _mm512_mask_set1_epi16(_mm512_set1_epi16(short(2 * c)), 0xFFFF0000u, short(2 * c + 1));
+          w[c] = _mm512_or_si512(w[c], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qhz, shift), one), 4));
+        }
+      }
+      __m512i s[4];
+      for (int c = 0; c < 4; ++c) s[c] = pick_scales2(sc, 2 * c, 2 * c + 1);
+      const float d = half(dh), dmin = half(dminh);
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* p = aq[t] + i * QK_K;
+        __m512i isum = _mm512_setzero_si512();
+        for (int c = 0; c < 4; ++c)
+          isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w[c], _mm512_loadu_si512(p + 64 * c)), s[c]);
+        const int32_t m = hsum_epi32(_mm256_mullo_epi32(mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(asum[t] + 8 * i))));
+        acc[t] = std::fma(float(hsum_epi32(isum)), d * ad[t][i], acc[t]);
+        acc[t] = std::fma(float(m), -(dmin * ad[t][i]), acc[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
+  }
+}
+
+template <int NT>
+void gemm_q6k_tile_512(const GemmTask& g, int t0) {
+  const QuantizedActs& a = *g.a;
+  const int nsb = g.K / QK_K;
+  const int8_t* aq[NT];
+  const float* ad[NT];
+  const int16_t* bs[NT];
+  for (int t = 0; t < NT; ++t) {
+    aq[t] = a.q_row(t0 + t);
+    ad[t] = a.d_row(t0 + t);
+    bs[t] = a.sum16_row(t0 + t);
+  }
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+  // Per 64-value half of a 128-value chunk, the qh shift differs: (0 | 2) and (4 | 6).
+  const __m512i shift01 = _mm512_mask_set1_epi16(_mm512_setzero_si512(), 0xFFFF0000u, 2);
+  const __m512i shift23 = _mm512_mask_set1_epi16(_mm512_set1_epi16(4), 0xFFFF0000u, 6);
+  for (int64_t r = g.r0; r < g.r1; ++r) {
+    const BlockQ6_K* blocks = reinterpret_cast<const BlockQ6_K*>(g.w + r * g.w_row_bytes);
+    float acc[NT] = {};
+    for (int i = 0; i < nsb; ++i) {
+      const BlockQ6_K& b = blocks[i];
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+      const __m512i scz = _mm512_castsi256_si512(sc16);
+      __m512i q[4], s[4];
+      for (int n = 0; n < 2; ++n) {
+        const __m512i ql = _mm512_loadu_si512(b.ql + 64 * n);
+        const __m512i qh = _mm512_broadcast_i64x4(load256(b.qh + 32 * n));
+        q[2 * n] = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                   _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift01), low2), 4));
+        q[2 * n + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift23), low2), 4));
+        s[2 * n] = pick_scales4(scz, 8 * n);
+        s[2 * n + 1] = pick_scales4(scz, 8 * n + 4);
+      }
+      const float d = half(b.d);
+      for (int t = 0; t < NT; ++t) {
+        const __m256i off = _mm256_madd_epi16(load256(bs[t] + 16 * i), sc16);
+        __m512i isum = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5)));
+        isum = _mm512_inserti64x4(isum, _mm256_setzero_si256(), 1);
+        const int8_t* p = aq[t] + i * QK_K;
+        for (int k = 0; k < 4; ++k)
+          isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(p + 64 * k)), s[k]);
+        acc[t] = std::fma(float(hsum_epi32(isum)), d * ad[t][i], acc[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
+  }
+}
+#endif
+
 // ---- float weights (F32, F16, BF16) against float activations ----
 #ifdef __AVX512F__
 using FVec = __m512;
@@ -399,9 +564,15 @@ template <typename Block> struct LegacyTile {
   template <int NT> struct T { static void run(const GemmTask& g, int t0) { gemm_legacy_tile<Block, NT>(g, t0); } };
 };
 template <int NT> struct Q8Tile { static void run(const GemmTask& g, int t0) { gemm_q8_0_tile<NT>(g, t0); } };
+#if defined(__AVX512F__) && defined(MUSE_VNNI)
+template <int NT> struct Q4KTile { static void run(const GemmTask& g, int t0) { gemm_q45k_tile_512<false, NT>(g, t0); } };
+template <int NT> struct Q5KTile { static void run(const GemmTask& g, int t0) { gemm_q45k_tile_512<true, NT>(g, t0); } };
+template <int NT> struct Q6KTile { static void run(const GemmTask& g, int t0) { gemm_q6k_tile_512<NT>(g, t0); } };
+#else
 template <int NT> struct Q4KTile { static void run(const GemmTask& g, int t0) { gemm_q45k_tile<false, NT>(g, t0); } };
 template <int NT> struct Q5KTile { static void run(const GemmTask& g, int t0) { gemm_q45k_tile<true, NT>(g, t0); } };
 template <int NT> struct Q6KTile { static void run(const GemmTask& g, int t0) { gemm_q6k_tile<NT>(g, t0); } };
+#endif
 template <GgmlType kType> struct FloatTile {
   template <int NT> struct T { static void run(const GemmTask& g, int t0) { gemm_float_tile<kType, NT>(g, t0); } };
 };
@@ -586,7 +757,11 @@ KernelSet make(const char* name) {
   k.gemm[int(GgmlType::Q4_1)] = run_tiles<LegacyTile<BlockQ4_1>::T>;
   k.gemm[int(GgmlType::Q5_0)] = run_tiles<LegacyTile<BlockQ5_0>::T>;
   k.gemm[int(GgmlType::Q5_1)] = run_tiles<LegacyTile<BlockQ5_1>::T>;
+#ifdef MUSE_VNNI
+  k.gemm[int(GgmlType::Q8_0)] = run_tiles<LegacyTile<BlockQ8_0>::T>;
+#else
   k.gemm[int(GgmlType::Q8_0)] = run_tiles<Q8Tile>;
+#endif
   k.gemm[int(GgmlType::Q4_K)] = run_tiles<Q4KTile>;
   k.gemm[int(GgmlType::Q5_K)] = run_tiles<Q5KTile>;
   k.gemm[int(GgmlType::Q6_K)] = run_tiles<Q6KTile>;
