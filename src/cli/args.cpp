@@ -11,7 +11,7 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& kn
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& a = argv[i];
     if (switches.count(a)) {
-      values_[a] = "1";
+      values_.insert_or_assign(a, std::string(1, '1'));
     } else if (known.count(a)) {
       if (i + 1 >= argv.size()) fail(a, " needs a value");
       values_[a] = argv[++i];

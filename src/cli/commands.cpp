@@ -156,7 +156,10 @@ int cmd_logits(const Argv& argv) {
     if (!f) fail("write failed: ", a.get("--dump"));
   }
   std::string out = "{\"tokens\":[";
-  for (size_t i = 0; i < tokens.size(); ++i) out += (i ? "," : "") + std::to_string(tokens[i]);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(tokens[i]);
+  }
   out += "],\"top\":[";
   const int k = int(std::min<long long>(top, c.n_vocab));
   std::vector<int> idx(c.n_vocab);
@@ -215,7 +218,10 @@ int cmd_run(const Argv& argv) {
   const double t_gen = seconds_since(t1);
   if (a.has("--json")) {
     std::string out = "{\"generated\":[";
-    for (size_t i = 0; i < generated.size(); ++i) out += (i ? "," : "") + std::to_string(generated[i]);
+    for (size_t i = 0; i < generated.size(); ++i) {
+      if (i) out += ',';
+      out += std::to_string(generated[i]);
+    }
     std::printf("%s]}\n", out.c_str());
   } else {
     std::printf("\n");

@@ -97,7 +97,7 @@ inline __m256i unpack_block(const BlockQ5_0& b) { return _mm256_or_si256(unpack_
 inline __m256i unpack_block(const BlockQ5_1& b) { return _mm256_or_si256(unpack_nibbles16(b.qs), fifth_bits(b.qh)); }
 inline float block_min(const BlockQ4_1& b) { return half(b.m); }
 inline float block_min(const BlockQ5_1& b) { return half(b.m); }
-template <typename Block> constexpr int kZero = 0;
+template <typename Block> constexpr int kZero = 0;  // Q4_1, Q5_1: no zero point
 template <> constexpr int kZero<BlockQ4_0> = 8;
 template <> constexpr int kZero<BlockQ5_0> = 16;
 
@@ -132,40 +132,39 @@ void gemm_legacy_tile(const GemmTask& g, int t0) {
   }
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const Block* w = reinterpret_cast<const Block*>(g.w + r * g.w_row_bytes);
-    float acc[NT] = {};
+    __m128 acc[NT];  // the four chains, block b in lane b % 4
+    for (int t = 0; t < NT; ++t) acc[t] = _mm_setzero_ps();
     int b = 0;
-    if constexpr (!kAffine) {
-      // Four blocks at a time: one reduction tree for their integer sums, vector float steps,
-      // then the canonical chain of fused multiply-adds in block order.
-      for (; b + 4 <= nb; b += 4) {
-        const __m256i u0 = unpack_block(w[b]), u1 = unpack_block(w[b + 1]), u2 = unpack_block(w[b + 2]),
-                      u3 = unpack_block(w[b + 3]);
-        const __m128 d = _mm_set_ps(half(w[b + 3].d), half(w[b + 2].d), half(w[b + 1].d), half(w[b].d));
-        for (int t = 0; t < NT; ++t) {
-          const int8_t* x = aq[t] + b * QK;
-          const __m256i z = _mm256_setzero_si256();
-          __m128i s = reduce4(dot_u8s8(z, u0, load256(x)), dot_u8s8(z, u1, load256(x + 32)),
-                              dot_u8s8(z, u2, load256(x + 64)), dot_u8s8(z, u3, load256(x + 96)));
+    for (; b + 4 <= nb; b += 4) {
+      const __m256i u0 = unpack_block(w[b]), u1 = unpack_block(w[b + 1]), u2 = unpack_block(w[b + 2]),
+                    u3 = unpack_block(w[b + 3]);
+      const __m128 d = _mm_set_ps(half(w[b + 3].d), half(w[b + 2].d), half(w[b + 1].d), half(w[b].d));
+      [[maybe_unused]] __m128 m;
+      if constexpr (kAffine) m = _mm_set_ps(block_min(w[b + 3]), block_min(w[b + 2]), block_min(w[b + 1]), block_min(w[b]));
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* x = aq[t] + b * QK;
+        const __m256i z = _mm256_setzero_si256();
+        __m128i s = reduce4(dot_u8s8(z, u0, load256(x)), dot_u8s8(z, u1, load256(x + 32)),
+                            dot_u8s8(z, u2, load256(x + 64)), dot_u8s8(z, u3, load256(x + 96)));
+        if constexpr (kZero<Block> != 0)
           s = _mm_sub_epi32(s, _mm_mullo_epi32(_mm_set1_epi32(kZero<Block>),
                                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(asum[t] + b))));
-          alignas(16) float sf[4], sc[4];
-          _mm_store_ps(sf, _mm_cvtepi32_ps(s));
-          _mm_store_ps(sc, _mm_mul_ps(d, _mm_loadu_ps(ad[t] + b)));
-          for (int k = 0; k < 4; ++k) acc[t] = std::fma(sf[k], sc[k], acc[t]);
-        }
+        acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(d, _mm_loadu_ps(ad[t] + b)), acc[t]);
+        if constexpr (kAffine) acc[t] = _mm_fmadd_ps(m, _mm_loadu_ps(asa[t] + b), acc[t]);
       }
     }
-    for (; b < nb; ++b) {
-      const __m256i u = unpack_block(w[b]);
-      const float d = half(w[b].d);
-      for (int t = 0; t < NT; ++t) {
-        const int32_t s = hsum_epi32(dot_u8s8(_mm256_setzero_si256(), u, load256(aq[t] + b * QK))) -
-                          kZero<Block> * asum[t][b];
-        acc[t] = std::fma(float(s), d * ad[t][b], acc[t]);
-        if constexpr (kAffine) acc[t] = std::fma(block_min(w[b]), asa[t][b], acc[t]);
+    for (int t = 0; t < NT; ++t) {
+      alignas(16) float chains[4];
+      _mm_store_ps(chains, acc[t]);
+      for (int bb = b; bb < nb; ++bb) {
+        const int32_t s = hsum_epi32(dot_u8s8(_mm256_setzero_si256(), unpack_block(w[bb]), load256(aq[t] + bb * QK))) -
+                          kZero<Block> * asum[t][bb];
+        float& c = chains[bb % 4];
+        c = std::fma(float(s), half(w[bb].d) * ad[t][bb], c);
+        if constexpr (kAffine) c = std::fma(block_min(w[bb]), asa[t][bb], c);
       }
+      g.y[(t0 + t) * g.ldy + r] = (chains[0] + chains[1]) + (chains[2] + chains[3]);
     }
-    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
   }
 }
 
@@ -185,7 +184,7 @@ void gemm_q8_0_tile(const GemmTask& g, int t0) {
   }
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(g.w + r * g.w_row_bytes);
-    float acc[NT] = {};
+    float chains[NT][4] = {};
     for (int b = 0; b < nb; ++b) {
       const float d = half(w[b].d);
       const __m256i q = load256(w[b].qs);
@@ -201,10 +200,11 @@ void gemm_q8_0_tile(const GemmTask& g, int t0) {
 #else
         const int32_t s = hsum_epi32(dot_u8s8(_mm256_setzero_si256(), u, _mm256_sign_epi8(x, q)));
 #endif
-        acc[t] = std::fma(float(s), d * ad[t][b], acc[t]);
+        chains[t][b % 4] = std::fma(float(s), d * ad[t][b], chains[t][b % 4]);
       }
     }
-    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
+    for (int t = 0; t < NT; ++t)
+      g.y[(t0 + t) * g.ldy + r] = (chains[t][0] + chains[t][1]) + (chains[t][2] + chains[t][3]);
   }
 }
 
@@ -636,18 +636,24 @@ void rows_tile(const GemmTask& g, const RowGroupTile& w, int zero, int t0) {
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   if constexpr (kFamily == QuantFamily::kZeroPoint || kFamily == QuantFamily::kAffine) {
+    __m512 chains[NT][4];
+    for (int t = 0; t < NT; ++t)
+      for (int c = 0; c < 4; ++c) chains[t][c] = _mm512_setzero_ps();
     for (int b = 0; b < K / QK; ++b) {
       const uint8_t* u = w.u.data() + size_t(b) * QK * kRowGroup;
       const __m512 d = _mm512_loadu_ps(&w.d[b * kRowGroup]);
       for (int t = 0; t < NT; ++t) {
+        __m512& c = chains[t][b % 4];
         __m512i s = dot_rows<8>(u, a.q_row(t0 + t) + b * QK);
         if constexpr (kFamily == QuantFamily::kZeroPoint)
           s = _mm512_sub_epi32(s, _mm512_set1_epi32(zero * a.sum32_row(t0 + t)[b]));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(a.d_row(t0 + t)[b])), acc[t]);
+        c = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(a.d_row(t0 + t)[b])), c);
         if constexpr (kFamily == QuantFamily::kAffine)
-          acc[t] = _mm512_fmadd_ps(_mm512_loadu_ps(&w.m[b * kRowGroup]), _mm512_set1_ps(a.sa_row(t0 + t)[b]), acc[t]);
+          c = _mm512_fmadd_ps(_mm512_loadu_ps(&w.m[b * kRowGroup]), _mm512_set1_ps(a.sa_row(t0 + t)[b]), c);
       }
     }
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm512_add_ps(_mm512_add_ps(chains[t][0], chains[t][1]), _mm512_add_ps(chains[t][2], chains[t][3]));
   } else {
     constexpr bool kSym = kFamily == QuantFamily::kKSymmetric;
     constexpr int kSub = kSym ? 16 : 32, kNSub = QK_K / kSub;
@@ -685,8 +691,10 @@ void gemm_rows_quantized(const GemmTask& g, GgmlType type) {
   thread_local RowGroupTile tile;
   pack_quantized(type, g, tile);
   const int zero = zero_point(type);
+  // The block-32 families keep four accumulator chains per token: a narrower token tile.
+  constexpr int kNT = kFamily == QuantFamily::kZeroPoint || kFamily == QuantFamily::kAffine ? 4 : 8;
   int t = g.t0;
-  for (; t + 8 <= g.t1; t += 8) rows_tile<kFamily, 8>(g, tile, zero, t);
+  for (; t + kNT <= g.t1; t += kNT) rows_tile<kFamily, kNT>(g, tile, zero, t);
   for (; t < g.t1; ++t) rows_tile<kFamily, 1>(g, tile, zero, t);
 }
 

@@ -43,8 +43,11 @@ struct QuantizedActs {
 // Every kernel computes a quantized row's dot product with the same arithmetic, so results
 // do not depend on the instruction set or on how many tokens share a batch: integer sums per
 // block (exact in any order), then, block after block, these float32 fused multiply-adds:
-//   Q4_0, Q5_0, Q8_0:  acc = fma(sum((q - zero) * a), d * da, acc)
-//   Q4_1, Q5_1:        acc = fma(sum(q * a), d * da, acc);  acc = fma(m, da * sum(a), acc)
+//   Q4_0, Q5_0, Q8_0:  acc[b % 4] = fma(sum((q - zero) * a), d * da, acc[b % 4])
+//   Q4_1, Q5_1:        acc[b % 4] = fma(sum(q * a), d * da, acc[b % 4]);
+//                      acc[b % 4] = fma(m, da * sum(a), acc[b % 4])
+//                      result = (acc[0] + acc[1]) + (acc[2] + acc[3])
+//     (four chains, so a row's 32-value blocks are not one long serial dependency)
 //   Q4_K, Q5_K:        per 256: acc = fma(sum_j sc_j sum(q * a), d * da, acc);
 //                               acc = fma(sum_j mn_j sum_j(a), -(dmin * da), acc)
 //   Q6_K:              per 256: acc = fma(sum_g sc_g sum((q - 32) * a), d * da, acc)

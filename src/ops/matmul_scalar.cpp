@@ -23,18 +23,21 @@ float canonical_dot(GgmlType type, const DecodedRow& w, const QuantizedActs& a, 
   switch (quant_family(type)) {
     case QuantFamily::kZeroPoint: {
       const int zero = zero_point(type);
+      float chains[4] = {};
       for (int b = 0; b < K / QK; ++b) {
         const int32_t s = dot_u8(&w.u[QK * b], q + QK * b, QK) - zero * a.sum32_row(t)[b];
-        acc = std::fma(float(s), w.d[b] * da[b], acc);
+        chains[b % 4] = std::fma(float(s), w.d[b] * da[b], chains[b % 4]);
       }
-      return acc;
+      return (chains[0] + chains[1]) + (chains[2] + chains[3]);
     }
-    case QuantFamily::kAffine:
+    case QuantFamily::kAffine: {
+      float chains[4] = {};
       for (int b = 0; b < K / QK; ++b) {
-        acc = std::fma(float(dot_u8(&w.u[QK * b], q + QK * b, QK)), w.d[b] * da[b], acc);
-        acc = std::fma(w.m[b], a.sa_row(t)[b], acc);
+        chains[b % 4] = std::fma(float(dot_u8(&w.u[QK * b], q + QK * b, QK)), w.d[b] * da[b], chains[b % 4]);
+        chains[b % 4] = std::fma(w.m[b], a.sa_row(t)[b], chains[b % 4]);
       }
-      return acc;
+      return (chains[0] + chains[1]) + (chains[2] + chains[3]);
+    }
     case QuantFamily::kKAffine:
       for (int i = 0; i < K / QK_K; ++i) {
         int32_t isum = 0, msum = 0;

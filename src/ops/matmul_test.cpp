@@ -112,9 +112,10 @@ TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
               << type_name(type) << " K=" << K << " T=" << T << " row " << r << " token " << t << " kernels " << name;
         }
       // Quantized weights: every kernel follows the canonical arithmetic (matmul.h) exactly.
-      if (act_format(type) != ActFormat::kF32)
+      if (act_format(type) != ActFormat::kF32) {
         ASSERT_EQ(y, results.front().second) << type_name(type) << " K=" << K << " T=" << T << ": " << name
                                              << " differs from " << results.front().first;
+      }
     }
   }
 }
