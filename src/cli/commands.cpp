@@ -323,9 +323,9 @@ int cmd_synth(const Argv& argv) {
   o.seed = uint64_t(a.get_int("--seed", 1));
   const std::string out = a.require("-o");
   const auto t = Clock::now();
-  synthesize(o, out, [](int done, int total) {
-    std::fprintf(stderr, "\rsynth: %d/%d tensors", done, total);
-    if (done == total) std::fprintf(stderr, "\n");
+  const bool tty = isatty(STDERR_FILENO);
+  synthesize(o, out, [tty](int done, int total) {
+    if (tty) std::fprintf(stderr, "\rsynth: %d/%d tensors%s", done, total, done == total ? "\n" : "");
   });
   std::fprintf(stderr, "synth: wrote %s (%s) in %.1f s\n", out.c_str(), arch_name(o.arch), seconds_since(t));
   return 0;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <stdexcept>
@@ -462,6 +463,32 @@ TEST(GgufTest, TensorCorruptions) {
   w.add_tensor("same", GgmlType::F32, {8}, data.data(), 32);
   w.add_tensor("same", GgmlType::F32, {8}, data.data(), 32);
   expect_error(w.to_bytes(), "duplicate tensor \"same\"");
+}
+
+}  // namespace
+}  // namespace muse
+
+namespace muse {
+namespace {
+
+// The fuzzer's corpus, replayed in every test run: each input parses or fails with muse::Error.
+TEST(GgufCorpus, EveryInputParsesOrFailsCleanly) {
+  const std::filesystem::path dir = std::filesystem::path(MUSE_SOURCE_DIR) / "fuzz" / "corpus" / "gguf";
+  ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
+  int files = 0, parsed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream f(entry.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    ++files;
+    try {
+      auto g = GgufFile::from_memory(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+      for (const auto& kv : g->metadata()) (void)kv.second.describe();
+      ++parsed;
+    } catch (const Error&) {
+    }
+  }
+  EXPECT_GT(files, 10);
+  EXPECT_GT(parsed, 0) << "the seeds are valid files";
 }
 
 }  // namespace
