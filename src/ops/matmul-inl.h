@@ -81,6 +81,25 @@ inline __m256i fifth_bits(const uint8_t* qh) {
 #endif
 }
 
+// Row pointers of NT consecutive tokens' quantized activations.
+template <int NT>
+struct TokenTile {
+  const int8_t* q[NT];
+  const float* d[NT];
+  const float* sa[NT];
+  const int32_t* sum32[NT];
+  const int16_t* sum16[NT];
+  TokenTile(const QuantizedActs& a, int t0) {
+    for (int t = 0; t < NT; ++t) {
+      q[t] = a.q_row(t0 + t);
+      d[t] = a.d_row(t0 + t);
+      sa[t] = a.sa_row(t0 + t);
+      sum32[t] = a.sum32_row(t0 + t);
+      sum16[t] = a.format == ActFormat::kQ8Block256 ? a.sum16_row(t0 + t) : nullptr;
+    }
+  }
+};
+
 inline int32_t hsum_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
@@ -119,17 +138,12 @@ template <> constexpr int kZero<BlockQ8_0> = 128;
 template <typename Block, int NT>
 void gemm_legacy_tile(const GemmTask& g, int t0) {
   constexpr bool kAffine = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
-  const QuantizedActs& a = *g.a;
   const int nb = g.K / QK;
-  const int8_t* aq[NT];
-  const float *ad[NT], *asa[NT];
-  const int32_t* asum[NT];
-  for (int t = 0; t < NT; ++t) {
-    aq[t] = a.q_row(t0 + t);
-    ad[t] = a.d_row(t0 + t);
-    asa[t] = a.sa_row(t0 + t);
-    asum[t] = a.sum32_row(t0 + t);
-  }
+  const TokenTile<NT> tok(*g.a, t0);
+  const auto& aq = tok.q;
+  const auto& ad = tok.d;
+  const auto& asa = tok.sa;
+  const auto& asum = tok.sum32;
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const Block* w = reinterpret_cast<const Block*>(g.w + r * g.w_row_bytes);
     __m128 acc[NT];  // the four chains, block b in lane b % 4
@@ -172,16 +186,11 @@ void gemm_legacy_tile(const GemmTask& g, int t0) {
 // AVX2: move the sign onto the activation (|w| * sign(a, w)) so vpmaddubsw cannot saturate.
 template <int NT>
 void gemm_q8_0_tile(const GemmTask& g, int t0) {
-  const QuantizedActs& a = *g.a;
   const int nb = g.K / QK;
-  const int8_t* aq[NT];
-  const float* ad[NT];
-  [[maybe_unused]] const int32_t* asum[NT];
-  for (int t = 0; t < NT; ++t) {
-    aq[t] = a.q_row(t0 + t);
-    ad[t] = a.d_row(t0 + t);
-    asum[t] = a.sum32_row(t0 + t);
-  }
+  const TokenTile<NT> tok(*g.a, t0);
+  const auto& aq = tok.q;
+  const auto& ad = tok.d;
+  [[maybe_unused]] const auto& asum = tok.sum32;
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(g.w + r * g.w_row_bytes);
     float chains[NT][4] = {};
@@ -226,16 +235,11 @@ inline void k_scales_mins(const uint8_t* packed, uint8_t out[16]) {
 // Q4_K and Q5_K.
 template <bool kFiveBit, int NT>
 void gemm_q45k_tile(const GemmTask& g, int t0) {
-  const QuantizedActs& a = *g.a;
   const int nsb = g.K / QK_K;
-  const int8_t* aq[NT];
-  const float* ad[NT];
-  const int32_t* asum[NT];
-  for (int t = 0; t < NT; ++t) {
-    aq[t] = a.q_row(t0 + t);
-    ad[t] = a.d_row(t0 + t);
-    asum[t] = a.sum32_row(t0 + t);
-  }
+  const TokenTile<NT> tok(*g.a, t0);
+  const auto& aq = tok.q;
+  const auto& ad = tok.d;
+  const auto& asum = tok.sum32;
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const uint8_t* row = g.w + r * g.w_row_bytes;
@@ -290,16 +294,11 @@ void gemm_q45k_tile(const GemmTask& g, int t0) {
 // Q6_K.
 template <int NT>
 void gemm_q6k_tile(const GemmTask& g, int t0) {
-  const QuantizedActs& a = *g.a;
   const int nsb = g.K / QK_K;
-  const int8_t* aq[NT];
-  const float* ad[NT];
-  const int16_t* bs[NT];
-  for (int t = 0; t < NT; ++t) {
-    aq[t] = a.q_row(t0 + t);
-    ad[t] = a.d_row(t0 + t);
-    bs[t] = a.sum16_row(t0 + t);
-  }
+  const TokenTile<NT> tok(*g.a, t0);
+  const auto& aq = tok.q;
+  const auto& ad = tok.d;
+  const auto& bs = tok.sum16;
   const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const BlockQ6_K* blocks = reinterpret_cast<const BlockQ6_K*>(g.w + r * g.w_row_bytes);
@@ -364,16 +363,11 @@ inline __m512i nibbles_lo_hi(const uint8_t* p) {  // 32 bytes -> [low nibbles | 
 
 template <bool kFiveBit, int NT>
 void gemm_q45k_tile_512(const GemmTask& g, int t0) {
-  const QuantizedActs& a = *g.a;
   const int nsb = g.K / QK_K;
-  const int8_t* aq[NT];
-  const float* ad[NT];
-  const int32_t* asum[NT];
-  for (int t = 0; t < NT; ++t) {
-    aq[t] = a.q_row(t0 + t);
-    ad[t] = a.d_row(t0 + t);
-    asum[t] = a.sum32_row(t0 + t);
-  }
+  const TokenTile<NT> tok(*g.a, t0);
+  const auto& aq = tok.q;
+  const auto& ad = tok.d;
+  const auto& asum = tok.sum32;
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const uint8_t* row = g.w + r * g.w_row_bytes;
     float acc[NT] = {};
@@ -420,16 +414,11 @@ void gemm_q45k_tile_512(const GemmTask& g, int t0) {
 
 template <int NT>
 void gemm_q6k_tile_512(const GemmTask& g, int t0) {
-  const QuantizedActs& a = *g.a;
   const int nsb = g.K / QK_K;
-  const int8_t* aq[NT];
-  const float* ad[NT];
-  const int16_t* bs[NT];
-  for (int t = 0; t < NT; ++t) {
-    aq[t] = a.q_row(t0 + t);
-    ad[t] = a.d_row(t0 + t);
-    bs[t] = a.sum16_row(t0 + t);
-  }
+  const TokenTile<NT> tok(*g.a, t0);
+  const auto& aq = tok.q;
+  const auto& ad = tok.d;
+  const auto& bs = tok.sum16;
   const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
   // Per 64-value half of a 128-value chunk, the qh shift differs: (0 | 2) and (4 | 6).
   const __m512i shift01 = _mm512_mask_set1_epi16(_mm512_setzero_si512(), 0xFFFF0000u, 2);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "testing/test_support.h"
+
 #include <cmath>
 #include <random>
 #include <vector>
@@ -12,13 +14,7 @@
 namespace muse {
 namespace {
 
-std::vector<float> random_normal(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_normal;
 
 std::vector<SimdLevel> available_levels() {
   std::vector<SimdLevel> levels = {SimdLevel::kScalar};

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "testing/test_support.h"
+
 #include <cmath>
 #include <random>
 #include <vector>
@@ -11,13 +13,7 @@
 namespace muse {
 namespace {
 
-std::vector<float> random_normal(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_normal;
 
 TEST(Fp16, EveryHalfSurvivesARoundTrip) {
   for (uint32_t h = 0; h < 65536; ++h) {

@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <random>
+#include <vector>
 #include <string>
 #include <sys/stat.h>
 
@@ -31,6 +33,15 @@ inline std::string temp_path(const std::string& name) {
   std::string dir = std::string(base ? base : "/tmp") + "/muse-test-" + std::to_string(getpid());
   mkdir(dir.c_str(), 0755);
   return dir + "/" + name;
+}
+
+// n normal(0, scale) samples from a fixed seed: kernels are tested on random data, never zeros.
+inline std::vector<float> random_normal(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
 }
 
 inline std::string read_file(const std::string& path) {
