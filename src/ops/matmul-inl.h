@@ -232,6 +232,22 @@ inline void k_scales_mins(const uint8_t* packed, uint8_t out[16]) {
   std::memcpy(out, v, 16);
 }
 
+// The fields of super-block i of a Q4_K (qh null) or Q5_K row.
+struct KBlock {
+  const uint8_t *scales, *qs, *qh;
+  uint16_t d, dmin;
+};
+template <bool kFiveBit>
+inline KBlock k_block(const uint8_t* row, int i) {
+  if constexpr (kFiveBit) {
+    const BlockQ5_K& b = reinterpret_cast<const BlockQ5_K*>(row)[i];
+    return {b.scales, b.qs, b.qh, b.d, b.dmin};
+  } else {
+    const BlockQ4_K& b = reinterpret_cast<const BlockQ4_K*>(row)[i];
+    return {b.scales, b.qs, nullptr, b.d, b.dmin};
+  }
+}
+
 // Q4_K and Q5_K.
 template <bool kFiveBit, int NT>
 void gemm_q45k_tile(const GemmTask& g, int t0) {
@@ -245,15 +261,7 @@ void gemm_q45k_tile(const GemmTask& g, int t0) {
     const uint8_t* row = g.w + r * g.w_row_bytes;
     float acc[NT] = {};
     for (int i = 0; i < nsb; ++i) {
-      const uint8_t *scales, *qs, *qh = nullptr;
-      uint16_t dh, dminh;
-      if constexpr (kFiveBit) {
-        const BlockQ5_K* b = reinterpret_cast<const BlockQ5_K*>(row) + i;
-        scales = b->scales, qs = b->qs, qh = b->qh, dh = b->d, dminh = b->dmin;
-      } else {
-        const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(row) + i;
-        scales = b->scales, qs = b->qs, dh = b->d, dminh = b->dmin;
-      }
+      const auto [scales, qs, qh, dh, dminh] = k_block<kFiveBit>(row, i);
       alignas(16) uint8_t sm[16];
       k_scales_mins(scales, sm);
       const __m256i mins = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
@@ -372,15 +380,7 @@ void gemm_q45k_tile_512(const GemmTask& g, int t0) {
     const uint8_t* row = g.w + r * g.w_row_bytes;
     float acc[NT] = {};
     for (int i = 0; i < nsb; ++i) {
-      const uint8_t *scales, *qs, *qh = nullptr;
-      uint16_t dh, dminh;
-      if constexpr (kFiveBit) {
-        const BlockQ5_K* b = reinterpret_cast<const BlockQ5_K*>(row) + i;
-        scales = b->scales, qs = b->qs, qh = b->qh, dh = b->d, dminh = b->dmin;
-      } else {
-        const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(row) + i;
-        scales = b->scales, qs = b->qs, dh = b->d, dminh = b->dmin;
-      }
+      const auto [scales, qs, qh, dh, dminh] = k_block<kFiveBit>(row, i);
       alignas(16) uint8_t sm[16];
       k_scales_mins(scales, sm);
       const __m512i sc = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(sm))));
