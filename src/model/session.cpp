@@ -30,7 +30,42 @@ Session::Session(const Model& model, ThreadPool& pool, SessionParams params)
   up_.resize(B * c_.n_ff);
   tmp_.resize(B * c_.n_embd);
   scores_.resize(size_t(pool.size()) * n_ctx_);
+  rope_cos_.resize(B * rope_.pairs());
+  rope_sin_.resize(B * rope_.pairs());
 }
+
+namespace {
+
+// One input to several matrices (q, k and v read the same normed rows): quantized once for
+// each activation format those matrices need, into buffers the session keeps.
+class SharedInput {
+ public:
+  SharedInput(const float* x, int ldx, int T, QuantizedActs (&slots)[3], ThreadPool& pool)
+      : x_(x), ldx_(ldx), T_(T), slots_(slots), pool_(pool) {}
+  const QuantizedActs& for_matrix(const Matrix& w) {
+    const ActFormat fmt = act_format(w.type);
+    const int i = int(fmt);
+    if (!ready_[i]) {
+      quantize_acts(x_, ldx_, T_, int(w.cols), fmt, slots_[i], &pool_);
+      ready_[i] = true;
+    }
+    return slots_[i];
+  }
+
+ private:
+  const float* x_;
+  int ldx_, T_;
+  QuantizedActs (&slots_)[3];
+  ThreadPool& pool_;
+  bool ready_[3] = {};
+};
+
+// y (rows of w.rows values) = w times each row of the input.
+void project(const Matrix& w, SharedInput& in, float* y, ThreadPool& pool) {
+  matmul_quantized(w, in.for_matrix(w), y, w.rows, pool);
+}
+
+}  // namespace
 
 void Session::forward(const int32_t* tokens, int n, float* logits, bool all_logits) {
   if (n <= 0) fail("forward needs at least one token");
@@ -88,27 +123,16 @@ void Session::forward_batch(const int32_t* tokens, int n, float* logits, bool al
     for (int i = 0; i < rows; ++i)
       for (int j = 0; j < dim; ++j) y[size_t(i) * dim + j] += b[j];
   };
-  // Matrices that take the same activation format share one quantization of the input.
-  auto project = [&](const Matrix& w, const float* x, int ldx, float* y) {
-    const ActFormat fmt = act_format(w.type);
-    QuantizedActs* acts = nullptr;
-    for (QuantizedActs* a : {&acts_a_, &acts_b_})
-      if (a->x == x && a->format == fmt && a->T == n && a->K == w.cols) acts = a;
-    if (!acts) {
-      acts = acts_a_.x == x ? &acts_b_ : &acts_a_;
-      quantize_acts(x, ldx, n, int(w.cols), fmt, *acts, &pool_);
-    }
-    matmul_quantized(w, *acts, y, w.rows, pool_);
-  };
-  auto forget_acts = [&] { acts_a_.x = acts_b_.x = nullptr; };
+  const int pairs = rope_.pairs();
+  for (int i = 0; i < n; ++i) rope_.angles(n_past_ + i, &rope_cos_[size_t(i) * pairs], &rope_sin_[size_t(i) * pairs]);
 
   for (int l = 0; l < c_.n_layer; ++l) {
     const LayerWeights& L = model_.layers()[l];
     for (int i = 0; i < n; ++i) rms_norm(&x_[size_t(i) * E], L.attn_norm.data(), &xn_[size_t(i) * E], E, c_.rms_eps);
-    forget_acts();
-    project(L.wq, xn_.data(), E, q_.data());
-    project(L.wk, xn_.data(), E, k_.data());
-    project(L.wv, xn_.data(), E, v_.data());
+    SharedInput attn_in(xn_.data(), E, n, acts_, pool_);
+    project(L.wq, attn_in, q_.data(), pool_);
+    project(L.wk, attn_in, k_.data(), pool_);
+    project(L.wv, attn_in, v_.data(), pool_);
     add_bias(q_.data(), L.bq, n, c_.q_dim());
     add_bias(k_.data(), L.bk, n, c_.kv_dim());
     add_bias(v_.data(), L.bv, n, c_.v_dim());
@@ -120,8 +144,10 @@ void Session::forward_batch(const int32_t* tokens, int n, float* logits, bool al
         for (int h = 0; h < c_.n_head_kv; ++h) rms_norm(k + h * c_.head_dim, L.k_norm.data(), k + h * c_.head_dim, c_.head_dim, c_.rms_eps);
       }
       const int64_t pos = n_past_ + i;
-      rope_.apply(q, c_.n_head, c_.head_dim, pos);
-      rope_.apply(k, c_.n_head_kv, c_.head_dim, pos);
+      const float* cs = &rope_cos_[size_t(i) * pairs];
+      const float* sn = &rope_sin_[size_t(i) * pairs];
+      rope_.rotate(q, c_.n_head, c_.head_dim, cs, sn);
+      rope_.rotate(k, c_.n_head_kv, c_.head_dim, cs, sn);
       uint16_t* kc = &k_cache_[l][size_t(pos) * c_.kv_dim()];
       uint16_t* vc = &v_cache_[l][size_t(pos) * c_.v_dim()];
       for (int j = 0; j < c_.kv_dim(); ++j) kc[j] = float_to_fp16(k[j]);
@@ -130,17 +156,17 @@ void Session::forward_batch(const int32_t* tokens, int n, float* logits, bool al
     }
     attention(l, n);
     const int A = c_.n_head * c_.head_dim_v;
-    forget_acts();
-    project(L.wo, attn_.data(), A, tmp_.data());
+    SharedInput out_in(attn_.data(), A, n, acts_, pool_);
+    project(L.wo, out_in, tmp_.data(), pool_);
     for (size_t j = 0; j < size_t(n) * E; ++j) x_[j] += tmp_[j];
 
     for (int i = 0; i < n; ++i) rms_norm(&x_[size_t(i) * E], L.ffn_norm.data(), &xn_[size_t(i) * E], E, c_.rms_eps);
-    forget_acts();
-    project(L.w_gate, xn_.data(), E, gate_.data());
-    project(L.w_up, xn_.data(), E, up_.data());
+    SharedInput ffn_in(xn_.data(), E, n, acts_, pool_);
+    project(L.w_gate, ffn_in, gate_.data(), pool_);
+    project(L.w_up, ffn_in, up_.data(), pool_);
     swiglu(gate_.data(), up_.data(), n * c_.n_ff);
-    forget_acts();
-    project(L.w_down, up_.data(), c_.n_ff, tmp_.data());
+    SharedInput down_in(up_.data(), c_.n_ff, n, acts_, pool_);
+    project(L.w_down, down_in, tmp_.data(), pool_);
     for (size_t j = 0; j < size_t(n) * E; ++j) x_[j] += tmp_[j];
   }
   n_past_ += n;
@@ -151,12 +177,8 @@ void Session::forward_batch(const int32_t* tokens, int n, float* logits, bool al
   const int m = n - first;
   for (int i = first; i < n; ++i)
     rms_norm(&x_[size_t(i) * E], model_.output_norm().data(), &xn_[size_t(i - first) * E], E, c_.rms_eps);
-  forget_acts();
-  const Matrix& out = model_.output();
-  QuantizedActs& acts = acts_a_;
-  quantize_acts(xn_.data(), E, m, E, act_format(out.type), acts, &pool_);
-  matmul_quantized(out, acts, logits, c_.n_vocab, pool_);
-  forget_acts();
+  SharedInput head_in(xn_.data(), E, m, acts_, pool_);
+  project(model_.output(), head_in, logits, pool_);
 }
 
 }  // namespace muse

@@ -43,7 +43,8 @@ class Session {
   std::vector<std::vector<uint16_t>> k_cache_, v_cache_;
   // Scratch sized for n_batch tokens.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_, scores_;
-  QuantizedActs acts_a_, acts_b_;
+  std::vector<float> rope_cos_, rope_sin_;  // per token of the batch: the rotation angles
+  QuantizedActs acts_[3];                   // one input's quantization, per ActFormat
 };
 
 }  // namespace muse

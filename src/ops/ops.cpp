@@ -26,14 +26,16 @@ Rope::Rope(int n_rot, double base, double freq_scale, RopeStyle style,
   }
 }
 
-void Rope::apply(float* x, int n_heads, int head_dim, int64_t pos) const {
-  const int half = n_rot_ / 2;
-  float cs[512], sn[512];
-  for (int i = 0; i < half; ++i) {
+void Rope::angles(int64_t pos, float* cs, float* sn) const {
+  for (int i = 0; i < n_rot_ / 2; ++i) {
     const double theta = double(pos) * inv_freq_[i];
     cs[i] = float(std::cos(theta));
     sn[i] = float(std::sin(theta));
   }
+}
+
+void Rope::rotate(float* x, int n_heads, int head_dim, const float* cs, const float* sn) const {
+  const int half = n_rot_ / 2;
   for (int h = 0; h < n_heads; ++h) {
     float* v = x + int64_t(h) * head_dim;
     for (int i = 0; i < half; ++i) {

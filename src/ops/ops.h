@@ -19,8 +19,11 @@ class Rope {
   // freq_factors (may be empty) divide each pair's frequency, as Llama 3.1's rope_freqs does.
   Rope(int n_rot, double base, double freq_scale, RopeStyle style,
        std::vector<float> freq_factors);
-  // Rotates n_heads vectors of head_dim (the first n_rot values of each) at position pos.
-  void apply(float* x, int n_heads, int head_dim, int64_t pos) const;
+  int pairs() const { return n_rot_ / 2; }
+  // cos and sin of each pair's angle at position pos (pairs() values each).
+  void angles(int64_t pos, float* cs, float* sn) const;
+  // Rotates n_heads vectors of head_dim (the first n_rot values of each) by those angles.
+  void rotate(float* x, int n_heads, int head_dim, const float* cs, const float* sn) const;
 
  private:
   int n_rot_;
