@@ -3,6 +3,7 @@
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config
           libgtest-dev libgmock-dev libbenchmark-dev
+          libicu-dev
           clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do

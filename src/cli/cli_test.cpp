@@ -17,6 +17,16 @@ struct Result {
   std::string out, err;
 };
 
+// "[1,2,3]" -> "1,2,3", for passing ids back with --tokens.
+std::string id_list(const Json& ids) {
+  std::string list;
+  for (const Json& id : ids.as_array()) {
+    if (!list.empty()) list += ',';
+    list += std::to_string(id.as_int());
+  }
+  return list;
+}
+
 Result muse(const std::string& args) {
   const std::string err_path = testing::temp_path("stderr.txt");
   const std::string cmd = std::string(MUSE_BINARY) + " " + args + " 2>" + err_path;
@@ -85,6 +95,51 @@ TEST_F(Cli, GreedyRunIsDeterministicAndSampledRunFollowsTheSeed) {
   EXPECT_NE(muse(sampled + " --seed 11").out, muse(sampled + " --seed 12").out);
 }
 
+TEST_F(Cli, TokenizeAndDetokenizeRoundTrip) {
+  const std::string text = "Hello, wörld! <|im_start|> 12345";
+  const Result ids = muse("tokenize -m " + *model_ + " -p '" + text + "'");
+  ASSERT_EQ(ids.code, 0) << ids.err;
+  const Json j = Json::parse(ids.out);
+  const std::string list = id_list(j);
+  const Json special = Json::parse(muse("tokenize -m " + *model_ + " --no-bos -p '<|im_start|>'").out);
+  ASSERT_EQ(special.size(), 1u);  // parsed as one control token by default
+  EXPECT_NE(list.find("," + std::to_string(special[0].as_int()) + ","), std::string::npos) << list;
+  const Result back = muse("detokenize -m " + *model_ + " --tokens " + list);
+  ASSERT_EQ(back.code, 0) << back.err;
+  EXPECT_EQ(back.out, text);
+  // --no-special spells the control token out in ordinary tokens.
+  const Json plain = Json::parse(muse("tokenize -m " + *model_ + " --no-special -p '<|im_start|>'").out);
+  EXPECT_GT(plain.size(), 1u);
+}
+
+TEST_F(Cli, TokenizeMatchesLlamaCppOnReferenceModels) {
+  MUSE_REQUIRE_REFERENCE(dir);
+  for (const char* name : {"tiny-llama-spm-f32", "tiny-llama3-q8_0", "tiny-qwen2-f16", "tiny-qwen3-q4_k_m"}) {
+    const std::string base = dir + "/models/" + name;
+    const Json ref = Json::parse(testing::read_file(base + ".ref.json"));
+    const std::string prompt_file = testing::temp_path("prompt.txt");
+    std::ofstream(prompt_file, std::ios::binary) << ref.at("prompt").as_string();
+    const Result r = muse("tokenize -m " + base + ".gguf -f " + prompt_file);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(Json::parse(r.out).dump(), ref.at("tokens").dump()) << name;
+  }
+}
+
+TEST_F(Cli, RunAndLogitsTakeTextPrompts) {
+  const Result a = muse("run -m " + *model_ + " -p 'Once upon a time' -n 6 --temp 0 --json");
+  ASSERT_EQ(a.code, 0) << a.err;
+  const Json j = Json::parse(a.out);
+  EXPECT_TRUE(j.at("text").is_string());
+  EXPECT_LE(j.at("generated").size(), 6u);
+  EXPECT_EQ(a.out, muse("run -m " + *model_ + " -p 'Once upon a time' -n 6 --temp 0 --json").out);
+  const Result ids = muse("tokenize -m " + *model_ + " -p 'Once upon a time'");
+  const std::string list = id_list(Json::parse(ids.out));
+  const Result by_text = muse("logits -m " + *model_ + " -p 'Once upon a time' --top 3");
+  const Result by_ids = muse("logits -m " + *model_ + " --tokens " + list + " --top 3");
+  ASSERT_EQ(by_text.code, 0) << by_text.err;
+  EXPECT_EQ(by_text.out, by_ids.out);
+}
+
 TEST_F(Cli, BenchPrintsJson) {
   const Result r = muse("bench -m " + *model_ + " -p 16 -n 4 -r 1 -t 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
@@ -113,6 +168,10 @@ TEST_F(Cli, BadInputGetsOneLineErrorAndNonZeroExit) {
       {"synth --arch mamba --dims embd=64 --type q8_0 -o /tmp/x.gguf", "--arch"},
       {"synth --preset gpt5 --type q8_0 -o /tmp/x.gguf", "unknown preset"},
       {"frobnicate", "unknown command"},
+      {"tokenize -m " + *model_, "exactly one of -p TEXT or -f FILE"},
+      {"tokenize -m " + *model_ + " -f /nonexistent.txt", "cannot read"},
+      {"detokenize -m " + *model_ + " --tokens 5,400", "outside the vocabulary"},
+      {"run -m " + *model_ + " -p hi --tokens 1", "exactly one of"},
   };
   for (const auto& [args, message] : cases) {
     const Result r = muse(args);

@@ -13,11 +13,13 @@
 #include <random>
 
 #include "cli/args.h"
+#include "cli/cli_common.h"
 #include "io/gguf.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "runtime/sampler.h"
 #include "synth/synth.h"
+#include "tokenizer/tokenizer.h"
 #include "util/cpu.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -26,59 +28,10 @@
 namespace muse {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-int thread_count(const Args& a) {
-  const long long t = a.get_int("-t", default_thread_count());
-  if (t < 1 || t > 1024) fail("-t must be between 1 and 1024");
-  return int(t);
-}
-
-std::vector<int32_t> token_list(const Args& a, const ModelConfig& c) {
-  const std::vector<int> ids = parse_int_list(a.require("--tokens"), "--tokens");
-  for (int id : ids)
-    if (id < 0 || id >= c.n_vocab) fail("--tokens: id ", id, " is outside the vocabulary (0..", c.n_vocab - 1, ")");
-  return std::vector<int32_t>(ids.begin(), ids.end());
-}
-
-// Until Muse ships a trained model, the default is a small synthetic one written on first use.
-std::string default_model_path() {
-  std::string dir;
-  if (const char* h = std::getenv("MUSE_HOME")) dir = h;
-  else if (const char* home = std::getenv("HOME")) dir = std::string(home) + "/.cache/muse";
-  else dir = "/tmp/muse";
-  std::string partial;
-  for (size_t i = 0; i <= dir.size(); ++i)
-    if (i == dir.size() || dir[i] == '/') {
-      partial = dir.substr(0, i);
-      if (!partial.empty()) mkdir(partial.c_str(), 0755);
-    }
-  const std::string path = dir + "/default-synth-q8_0.gguf";
-  if (access(path.c_str(), R_OK) != 0) {
-    std::fprintf(stderr, "muse: writing the built-in default model (random weights) to %s\n", path.c_str());
-    SynthOptions o;
-    o.arch = Arch::kLlama;
-    apply_dims("embd=256,layers=4,heads=8,kv_heads=2,head_dim=32,ff=768,vocab=4096,ctx=4096", o.shape);
-    o.type = "q8_0";
-    o.name = "muse-default-synth";
-    const std::string tmp = path + ".tmp";
-    synthesize(o, tmp);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot write ", path);
-  }
-  return path;
-}
-
-std::string model_path(const Args& a) { return a.has("-m") ? a.get("-m") : default_model_path(); }
-
-std::string human_bytes(double b) {
-  char buf[32];
-  if (b >= 1e9) std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
-  else if (b >= 1e6) std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
-  else std::snprintf(buf, sizeof buf, "%.1f kB", b / 1e3);
-  return buf;
+// The model's tokenizer, or null when the file has none (ids-only use still works).
+std::unique_ptr<Tokenizer> maybe_tokenizer(const GgufFile& file) {
+  if (!file.find("tokenizer.ggml.tokens")) return nullptr;
+  return Tokenizer::from_gguf(file);
 }
 
 }  // namespace
@@ -136,10 +89,11 @@ int cmd_info(const Argv& argv) {
 }
 
 int cmd_logits(const Argv& argv) {
-  const Args a(argv, {"-m", "--tokens", "--top", "--dump", "-t", "-c"}, {});
+  const Args a(argv, {"-m", "--tokens", "-p", "-f", "--top", "--dump", "-t", "-c"}, {});
   const auto model = Model::load(a.require("-m"));
   const ModelConfig& c = model->config();
-  const std::vector<int32_t> tokens = token_list(a, c);
+  const auto tokenizer = maybe_tokenizer(model->file());
+  const std::vector<int32_t> tokens = prompt_tokens(a, tokenizer.get(), c.n_vocab);
   const long long top = a.get_int("--top", 5);
   if (top < 1) fail("--top must be at least 1");
   ThreadPool pool(thread_count(a));
@@ -179,11 +133,14 @@ int cmd_logits(const Argv& argv) {
 }
 
 int cmd_run(const Argv& argv) {
-  const Args a(argv, {"-m", "--tokens", "-n", "--temp", "--top-k", "--top-p", "--min-p", "--seed", "-t", "-c"},
+  const Args a(argv, {"-m", "--tokens", "-p", "-f", "-n", "--temp", "--top-k", "--top-p", "--min-p", "--seed", "-t", "-c"},
                {"--json"});
   const auto model = Model::load(model_path(a));
   const ModelConfig& c = model->config();
-  const std::vector<int32_t> prompt = token_list(a, c);
+  const auto tokenizer = maybe_tokenizer(model->file());
+  const std::vector<int32_t> prompt = prompt_tokens(a, tokenizer.get(), c.n_vocab);
+  // A text prompt gets text back; an id prompt gets ids (what scripts comparing runs want).
+  const bool text_out = !a.has("--tokens");
   const long long n_gen = a.get_int("-n", 32);
   if (n_gen < 0) fail("-n must not be negative");
   SamplingParams sp;
@@ -205,15 +162,27 @@ int cmd_run(const Argv& argv) {
   session.forward(prompt.data(), int(prompt.size()), logits.data(), false);
   const double t_prompt = seconds_since(t0);
   std::vector<int32_t> generated;
+  std::string text;
+  std::unique_ptr<StreamDecoder> stream;
+  if (text_out) stream = std::make_unique<StreamDecoder>(*tokenizer);
   const auto t1 = Clock::now();
   for (long long i = 0; i < n_gen; ++i) {
     const int32_t next = sampler.sample(logits.data(), c.n_vocab);
     generated.push_back(next);
+    if (text_out && tokenizer->is_eog(next)) break;
+    const std::string delta = text_out ? stream->push(next) : "";
+    text += delta;
     if (!a.has("--json")) {
-      std::printf("%s%d", i ? " " : "", next);
+      if (text_out) std::fputs(delta.c_str(), stdout);
+      else std::printf("%s%d", i ? " " : "", next);
       std::fflush(stdout);
     }
     if (i + 1 < n_gen) session.forward(&next, 1, logits.data(), false);
+  }
+  if (text_out) {
+    const std::string rest = stream->flush();
+    text += rest;
+    if (!a.has("--json")) std::fputs(rest.c_str(), stdout);
   }
   const double t_gen = seconds_since(t1);
   if (a.has("--json")) {
@@ -222,13 +191,19 @@ int cmd_run(const Argv& argv) {
       if (i) out += ',';
       out += std::to_string(generated[i]);
     }
-    std::printf("%s]}\n", out.c_str());
+    out += "]";
+    if (text_out) {
+      out += ",\"text\":";
+      append_json_string(out, text);
+    }
+    std::printf("%s}\n", out.c_str());
   } else {
     std::printf("\n");
   }
-  std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s); generated: %lld tokens in %.3f s (%.1f tok/s)\n",
-               prompt.size(), t_prompt, double(prompt.size()) / t_prompt, n_gen, t_gen,
-               n_gen > 1 ? double(n_gen - 1) / t_gen : 0.0);
+  const size_t n_done = generated.size();
+  std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s); generated: %zu tokens in %.3f s (%.1f tok/s)\n",
+               prompt.size(), t_prompt, double(prompt.size()) / t_prompt, n_done, t_gen,
+               n_done > 1 ? double(n_done - 1) / t_gen : 0.0);
   return 0;
 }
 

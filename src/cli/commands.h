@@ -12,5 +12,7 @@ int cmd_logits(const Argv& args);
 int cmd_run(const Argv& args);
 int cmd_bench(const Argv& args);
 int cmd_synth(const Argv& args);
+int cmd_tokenize(const Argv& args);
+int cmd_detokenize(const Argv& args);
 
 }  // namespace muse

@@ -13,10 +13,14 @@ constexpr const char* kUsage =
     "\n"
     "usage: muse COMMAND [options]\n"
     "  info   -m FILE [--tensors]                 describe a model file\n"
-    "  logits -m FILE --tokens 1,2,3 [--top K] [--dump OUT.f32]\n"
+    "  logits -m FILE (--tokens 1,2,3 | -p TEXT | -f FILE) [--top K] [--dump OUT.f32]\n"
     "                                             teacher-forced logits as JSON\n"
-    "  run    [-m FILE] --tokens 1,2,3 -n N [--temp T --top-k K --top-p P --min-p M --seed S]\n"
-    "         [--json]                            generate tokens (default model if no -m)\n"
+    "  run    [-m FILE] (-p TEXT | -f FILE | --tokens 1,2,3) -n N [--temp T --top-k K --top-p P\n"
+    "         --min-p M --seed S] [--json]        generate text (default model if no -m)\n"
+    "  tokenize   -m FILE [--no-bos] [--no-special] (-p TEXT | -f FILE)\n"
+    "                                             token ids as a JSON array\n"
+    "  detokenize -m FILE --tokens 1,2,3 [--no-special]\n"
+    "                                             the text of token ids\n"
     "  bench  -m FILE [-p 256] [-n 64] [-t THREADS] [-r REPS] [--json]\n"
     "                                             prompt and decode speed\n"
     "  synth  --arch llama|qwen2|qwen3 (--preset NAME | --dims K=V,...) --type TYPE -o FILE\n"
@@ -41,6 +45,8 @@ int main(int argc, char** argv) {
     if (cmd == "run") return muse::cmd_run(args);
     if (cmd == "bench") return muse::cmd_bench(args);
     if (cmd == "synth") return muse::cmd_synth(args);
+    if (cmd == "tokenize") return muse::cmd_tokenize(args);
+    if (cmd == "detokenize") return muse::cmd_detokenize(args);
     std::fprintf(stderr, "muse: unknown command \"%s\" (try muse --help)\n", cmd.c_str());
     return 2;
   } catch (const muse::Error& e) {

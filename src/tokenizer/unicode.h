@@ -1,0 +1,48 @@
+// UTF-8 helpers and the regex splitting that pre-tokenizers use. Unicode properties come from
+// ICU, so categories (\p{L}, \p{N}, ...) follow the Unicode version ICU ships.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace muse {
+
+// Length of the UTF-8 sequence that starts with byte b (1 for continuation/invalid bytes, so
+// that malformed text still advances byte by byte).
+int utf8_sequence_length(uint8_t b);
+
+// Appends the valid UTF-8 of `in` to out, each invalid byte replaced by U+FFFD. Unless `final`,
+// an unfinished sequence at the very end is left unconsumed; returns the bytes consumed.
+size_t append_valid_utf8(std::string_view in, std::string& out, bool final);
+
+// Appends the UTF-8 encoding of code point cp.
+void append_utf8(std::string& out, uint32_t cp);
+
+// GPT-2's byte-level encoding: every byte maps to one printable code point, so byte strings
+// can be stored as text in vocabularies and merges.
+const std::string& byte_to_gpt2_char(uint8_t b);
+// Inverse; returns false when cp is not one of the 256 byte characters.
+bool gpt2_char_to_byte(uint32_t cp, uint8_t* byte);
+
+// Splits text the way tokenizers' pre-tokenizers do: each pattern in turn cuts every piece
+// produced by the previous ones into its matches and the gaps between them. Patterns use
+// Perl/Oniguruma syntax as in tokenizer.json; `\s` means the Unicode White_Space property
+// there, as it does in Rust's and Python's regex engines.
+class RegexSplitter {
+ public:
+  explicit RegexSplitter(const std::vector<std::string>& patterns);
+  ~RegexSplitter();
+  RegexSplitter(RegexSplitter&&) noexcept;
+  RegexSplitter& operator=(RegexSplitter&&) noexcept;
+
+  // Byte ranges of the pieces of text, in order, covering it entirely.
+  std::vector<std::string_view> split(std::string_view text) const;
+
+ private:
+  struct Compiled;
+  std::vector<std::unique_ptr<Compiled>> patterns_;
+};
+
+}  // namespace muse
