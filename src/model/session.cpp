@@ -67,6 +67,11 @@ void project(const Matrix& w, SharedInput& in, float* y, ThreadPool& pool) {
 
 }  // namespace
 
+void Session::truncate(int n) {
+  if (n < 0 || n > n_past_) fail("cannot truncate a session of ", n_past_, " positions to ", n);
+  n_past_ = n;
+}
+
 void Session::forward(const int32_t* tokens, int n, float* logits, bool all_logits) {
   if (n <= 0) fail("forward needs at least one token");
   if (n_past_ + n > n_ctx_)

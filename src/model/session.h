@@ -28,6 +28,9 @@ class Session {
   int n_past() const { return n_past_; }
   int n_ctx() const { return n_ctx_; }
   void reset() { n_past_ = 0; }
+  // Forgets every position from n on, keeping the cached prefix (a chat turn that shares its
+  // history with the previous prompt only runs the new part).
+  void truncate(int n);
 
  private:
   void forward_batch(const int32_t* tokens, int n, float* logits, bool all_logits);

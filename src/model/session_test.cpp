@@ -61,6 +61,28 @@ TEST_F(SessionTest, BatchedAndIncrementalForwardAgreeExactly) {
   EXPECT_EQ(chunked.n_past(), n);
 }
 
+// A chat turn keeps the shared prefix and replaces the rest: the result must be what a fresh
+// session computes for the new sequence.
+TEST_F(SessionTest, TruncateKeepsThePrefixAndForgetsTheRest) {
+  const auto model = Model::load(*path_);
+  const int V = model->config().n_vocab;
+  ThreadPool pool(2);
+  auto first = some_tokens(20);
+  auto second = first;
+  second.resize(12);
+  for (int i = 0; i < 6; ++i) second.push_back((i * 11 + 3) % 500);
+  Session reused(*model, pool, {.n_ctx = 64});
+  std::vector<float> logits(V), fresh_logits(V);
+  reused.forward(first.data(), int(first.size()), logits.data(), false);
+  reused.truncate(12);
+  reused.forward(second.data() + 12, int(second.size()) - 12, logits.data(), false);
+  Session fresh(*model, pool, {.n_ctx = 64});
+  fresh.forward(second.data(), int(second.size()), fresh_logits.data(), false);
+  EXPECT_EQ(0, std::memcmp(logits.data(), fresh_logits.data(), size_t(V) * 4));
+  EXPECT_THROW(reused.truncate(19), Error);
+  EXPECT_THROW(reused.truncate(-1), Error);
+}
+
 TEST_F(SessionTest, RejectsOverflowAndBadTokens) {
   const auto model = Model::load(*path_);
   ThreadPool pool(1);
