@@ -15,6 +15,7 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& kn
     } else if (known.count(a)) {
       if (i + 1 >= argv.size()) fail(a, " needs a value");
       values_[a] = argv[++i];
+      all_[a].push_back(argv[i]);
     } else {
       fail("unknown argument \"", a, "\"");
     }
@@ -24,6 +25,11 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& kn
 std::string Args::get(const std::string& flag, const std::string& fallback) const {
   auto it = values_.find(flag);
   return it == values_.end() ? fallback : it->second;
+}
+
+std::vector<std::string> Args::get_all(const std::string& flag) const {
+  auto it = all_.find(flag);
+  return it == all_.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string Args::require(const std::string& flag) const {

@@ -14,12 +14,15 @@ class Args {
        const std::set<std::string>& switches);
   bool has(const std::string& flag) const { return values_.count(flag) > 0; }
   std::string get(const std::string& flag, const std::string& fallback = "") const;
+  // Every value of a flag given more than once (get() returns the last).
+  std::vector<std::string> get_all(const std::string& flag) const;
   std::string require(const std::string& flag) const;
   long long get_int(const std::string& flag, long long fallback) const;
   double get_double(const std::string& flag, double fallback) const;
 
  private:
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> all_;
 };
 
 // "1,2,3" -> ids; throws muse::Error on anything else.

@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
+#include "runtime/json_schema.h"
 #include "synth/synth.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -88,6 +90,70 @@ std::vector<int32_t> prompt_tokens(const Args& a, const Tokenizer* tokenizer, in
     if (id < 0 || id >= n_vocab) fail("--tokens: id ", id, " is outside the vocabulary (0..", n_vocab - 1, ")");
   if (ids.empty()) fail("the prompt is empty");
   return ids;
+}
+
+std::set<std::string> generation_flags() {
+  return {"-n", "--temp", "--top-k", "--top-p", "--min-p", "--typical-p", "--repeat-penalty",
+          "--repeat-last-n", "--presence-penalty", "--frequency-penalty", "--logit-bias", "--seed",
+          "--stop", "--grammar", "--json-schema"};
+}
+
+const char* const kGenerationUsage =
+    "generation: -n MAX_TOKENS, --temp T (0: greedy) --top-k K --top-p P --min-p M --typical-p P\n"
+    "            --repeat-penalty R --repeat-last-n N --presence-penalty P --frequency-penalty F\n"
+    "            --logit-bias ID=BIAS,... (ID=-inf bans) --seed S --stop TEXT (repeatable)\n"
+    "            --grammar FILE.gbnf | --json-schema FILE.json (or inline JSON)\n";
+
+GenerationRequest generation_from_args(const Args& a, int default_max_tokens) {
+  GenerationRequest g;
+  const long long n = a.get_int("-n", default_max_tokens);
+  if (n < 0 || n > (1 << 24)) fail("-n must be between 0 and ", 1 << 24);
+  g.max_tokens = int(n);
+  SamplingParams& s = g.sampling;
+  s.temperature = float(a.get_double("--temp", s.temperature));
+  s.top_k = int(a.get_int("--top-k", s.top_k));
+  s.top_p = float(a.get_double("--top-p", s.top_p));
+  s.min_p = float(a.get_double("--min-p", s.min_p));
+  s.typical_p = float(a.get_double("--typical-p", s.typical_p));
+  s.repeat_penalty = float(a.get_double("--repeat-penalty", s.repeat_penalty));
+  s.repeat_last_n = int(a.get_int("--repeat-last-n", s.repeat_last_n));
+  s.presence_penalty = float(a.get_double("--presence-penalty", s.presence_penalty));
+  s.frequency_penalty = float(a.get_double("--frequency-penalty", s.frequency_penalty));
+  s.seed = uint64_t(a.get_int("--seed", 1234));
+  if (a.has("--logit-bias")) {
+    const std::string spec = a.get("--logit-bias");
+    size_t pos = 0;
+    while (pos < spec.size()) {
+      size_t comma = spec.find(',', pos);
+      if (comma == std::string::npos) comma = spec.size();
+      const std::string item = spec.substr(pos, comma - pos);
+      const size_t eq = item.find('=');
+      if (eq == std::string::npos) fail("--logit-bias: expected ID=BIAS, got \"", item, "\"");
+      char* end = nullptr;
+      const long id = std::strtol(item.c_str(), &end, 10);
+      if (end != item.c_str() + eq || id < 0) fail("--logit-bias: bad token id in \"", item, "\"");
+      const std::string bias = item.substr(eq + 1);
+      float value;
+      if (bias == "-inf") {
+        value = -std::numeric_limits<float>::infinity();
+      } else {
+        value = std::strtof(bias.c_str(), &end);
+        if (bias.empty() || *end) fail("--logit-bias: bad bias in \"", item, "\"");
+      }
+      s.logit_bias[int32_t(id)] = value;
+      pos = comma + 1;
+    }
+  }
+  s.validate();
+  g.stop = a.get_all("--stop");
+  if (a.has("--grammar") && a.has("--json-schema")) fail("give --grammar or --json-schema, not both");
+  if (a.has("--grammar")) g.grammar = Grammar::parse(read_text_file(a.get("--grammar")));
+  if (a.has("--json-schema")) {
+    const std::string spec = a.get("--json-schema");
+    const std::string text = !spec.empty() && (spec[0] == '{' || spec[0] == '[') ? spec : read_text_file(spec);
+    g.grammar = Grammar::parse(json_schema_to_grammar(Json::parse(text)));
+  }
+  return g;
 }
 
 }  // namespace muse

@@ -2,11 +2,13 @@
 // --tokens / -p / -f into token ids.
 #pragma once
 #include <chrono>
+#include <set>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "cli/args.h"
+#include "runtime/generate.h"
 
 namespace muse {
 
@@ -28,5 +30,14 @@ std::string read_text_file(const std::string& path);
 // (with the model's BOS rule and special tokens parsed). Ids are checked against n_vocab.
 // tokenizer may be null (a model without one) as long as the prompt is given as --tokens.
 std::vector<int32_t> prompt_tokens(const Args& a, const Tokenizer* tokenizer, int n_vocab);
+
+// The flags generation_from_args reads, to merge into a command's known flags.
+std::set<std::string> generation_flags();
+// -n, sampling (--temp --top-k --top-p --min-p --typical-p --repeat-penalty --repeat-last-n
+// --presence-penalty --frequency-penalty --logit-bias ID=BIAS,... --seed), --stop (repeatable),
+// and constrained decoding (--grammar FILE.gbnf | --json-schema FILE.json | --json).
+GenerationRequest generation_from_args(const Args& a, int default_max_tokens);
+// The usage text for those flags.
+extern const char* const kGenerationUsage;
 
 }  // namespace muse

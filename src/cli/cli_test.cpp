@@ -183,5 +183,31 @@ TEST_F(Cli, BadInputGetsOneLineErrorAndNonZeroExit) {
   std::remove(not_gguf.c_str());
 }
 
+TEST_F(Cli, ChatTemplateRendersExactlyAndReportsRaisedErrors) {
+  const std::string tpl = testing::temp_path("chat.jinja");
+  const std::string ctx = testing::temp_path("chat.json");
+  std::ofstream(tpl) << "{{ bos_token }}{% for m in messages %}"
+                        "{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+                        "<{{ m.role }}>{{ m.content }}\n{% endfor %}{{ strftime_now('%d %b %Y') }}\n";
+  std::ofstream(ctx) << R"({"messages": [{"role": "user", "content": "caf\u00e9"}], "bos_token": "<s>"})";
+  Result r = muse("chat-template --template " + tpl + " --context " + ctx + " --now 2026-11-22T12:00:00");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "<s><user>caf\xc3\xa9\n22 Nov 2026");  // the template's trailing newline is dropped, as Jinja does
+  std::ofstream(ctx) << R"({"messages": [{"role": "system", "content": "x"}]})";
+  r = muse("chat-template --template " + tpl + " --context " + ctx);
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(r.err, "muse chat-template: error: System role not supported\n");
+  // The model's own template (the synthetic model ships one), with its BOS/EOS texts.
+  std::ofstream(ctx) << R"({"messages": [{"role": "user", "content": "hello"}], "add_generation_prompt": true})";
+  r = muse("chat-template -m " + *model_ + " --context " + ctx);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("hello"), std::string::npos) << r.out;
+  r = muse("chat-template --template " + tpl);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--context is required"), std::string::npos) << r.err;
+  std::remove(tpl.c_str());
+  std::remove(ctx.c_str());
+}
+
 }  // namespace
 }  // namespace muse

@@ -12,6 +12,7 @@
 #include <map>
 #include <random>
 
+#include "chat/chat_engine.h"
 #include "cli/args.h"
 #include "cli/cli_common.h"
 #include "io/gguf.h"
@@ -132,78 +133,105 @@ int cmd_logits(const Argv& argv) {
   return 0;
 }
 
+namespace {
+
+std::string ids_json(const std::vector<int32_t>& ids) {
+  std::string out = "[";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(ids[i]);
+  }
+  return out + "]";
+}
+
+void print_speeds(const GenerationResult& g) {
+  std::fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %zu tokens in %.3f s (%.1f tok/s); finish: %s\n",
+               g.prompt_tokens, g.prompt_seconds, g.prompt_rate(), g.tokens.size(), g.decode_seconds,
+               g.decode_rate(), finish_reason_name(g.finish));
+}
+
+// `muse run --chat`: one user turn through the model's chat template.
+int run_chat_turn(const Args& a, const Model& model, const Tokenizer& tokenizer, Session& session,
+                  const GenerationRequest& generation) {
+  if (!a.has("-p") && !a.has("-f")) fail("--chat needs the message as -p TEXT or -f FILE");
+  const auto chat_template = ChatTemplate::from_gguf(model.file());
+  ChatEngine engine(tokenizer, *chat_template, session);
+  ChatRequest request;
+  request.generation = generation;
+  request.enable_thinking = a.get("--think", "on") != "off";
+  Json::Array messages;
+  if (a.has("-s")) messages.push_back(Json(Json::Object{{"role", Json("system")}, {"content", Json(a.get("-s"))}}));
+  messages.push_back(Json(Json::Object{{"role", Json("user")}, {"content", Json(a.has("-p") ? a.get("-p") : read_text_file(a.get("-f")))}}));
+  request.messages = Json(std::move(messages));
+  const bool json = a.has("--json");
+  const bool tty = isatty(STDERR_FILENO);
+  // The answer goes to stdout; reasoning to stderr (dimmed on a terminal), so pipes get the answer.
+  const ChatReply reply = engine.reply(request, [&](const OutputDelta& d) {
+    if (json) return true;
+    if (!d.reasoning.empty()) std::fprintf(stderr, tty ? "\x1b[2m%s\x1b[0m" : "%s", d.reasoning.c_str());
+    std::fputs(d.content.c_str(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  if (json) {
+    Json::Object out{{"reasoning", Json(reply.reasoning)}, {"content", Json(reply.content)},
+                     {"reasoning_tokens", Json(reply.reasoning_tokens)}};
+    out.emplace("message", reply.message());
+    out.emplace("finish_reason", Json(finish_reason_name(reply.generation.finish)));
+    std::printf("%s\n", Json(std::move(out)).dump().c_str());
+  } else {
+    for (const ToolCall& c : reply.tool_calls) std::printf("\n[tool call %s %s]", c.name.c_str(), c.arguments.c_str());
+    std::printf("\n");
+  }
+  print_speeds(reply.generation);
+  return 0;
+}
+
+}  // namespace
+
 int cmd_run(const Argv& argv) {
-  const Args a(argv, {"-m", "--tokens", "-p", "-f", "-n", "--temp", "--top-k", "--top-p", "--min-p", "--seed", "-t", "-c"},
-               {"--json"});
+  std::set<std::string> known = generation_flags();
+  known.insert({"-m", "--tokens", "-p", "-f", "-s", "--think", "-t", "-c"});
+  const Args a(argv, known, {"--json", "--chat"});
   const auto model = Model::load(model_path(a));
   const ModelConfig& c = model->config();
   const auto tokenizer = maybe_tokenizer(model->file());
-  const std::vector<int32_t> prompt = prompt_tokens(a, tokenizer.get(), c.n_vocab);
-  // A text prompt gets text back; an id prompt gets ids (what scripts comparing runs want).
-  const bool text_out = !a.has("--tokens");
-  const long long n_gen = a.get_int("-n", 32);
-  if (n_gen < 0) fail("-n must not be negative");
-  SamplingParams sp;
-  sp.temperature = float(a.get_double("--temp", 0.8));
-  sp.top_k = int(a.get_int("--top-k", 40));
-  sp.top_p = float(a.get_double("--top-p", 0.95));
-  sp.min_p = float(a.get_double("--min-p", 0.05));
-  sp.seed = uint64_t(a.get_int("--seed", 1234));
-  if (sp.temperature < 0 || sp.top_p <= 0 || sp.top_p > 1 || sp.min_p < 0 || sp.min_p > 1 || sp.top_k < 0)
-    fail("sampling settings out of range (--temp >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --top-k >= 0)");
+  if (!tokenizer) fail("the model has no tokenizer; generation needs one (for its end tokens and text)");
+  GenerationRequest generation = generation_from_args(a, 32);
   ThreadPool pool(thread_count(a));
   SessionParams params;
-  params.n_ctx = int(std::max<long long>(a.get_int("-c", 0), (long long)prompt.size() + n_gen));
-  if (params.n_ctx > c.n_ctx_train) fail("prompt plus -n (", params.n_ctx, ") exceeds the model's context of ", c.n_ctx_train);
+  params.n_ctx = int(std::min<long long>(a.get_int("-c", 4096), c.n_ctx_train));
+  if (params.n_ctx < 16) fail("-c must be at least 16");
   Session session(*model, pool, params);
-  Sampler sampler(sp);
-  std::vector<float> logits(c.n_vocab);
-  const auto t0 = Clock::now();
-  session.forward(prompt.data(), int(prompt.size()), logits.data(), false);
-  const double t_prompt = seconds_since(t0);
-  std::vector<int32_t> generated;
-  std::string text;
-  std::unique_ptr<StreamDecoder> stream;
-  if (text_out) stream = std::make_unique<StreamDecoder>(*tokenizer);
-  const auto t1 = Clock::now();
-  for (long long i = 0; i < n_gen; ++i) {
-    const int32_t next = sampler.sample(logits.data(), c.n_vocab);
-    generated.push_back(next);
-    if (text_out && tokenizer->is_eog(next)) break;
-    const std::string delta = text_out ? stream->push(next) : "";
-    text += delta;
-    if (!a.has("--json")) {
-      if (text_out) std::fputs(delta.c_str(), stdout);
-      else std::printf("%s%d", i ? " " : "", next);
-      std::fflush(stdout);
-    }
-    if (i + 1 < n_gen) session.forward(&next, 1, logits.data(), false);
-  }
-  if (text_out) {
-    const std::string rest = stream->flush();
-    text += rest;
-    if (!a.has("--json")) std::fputs(rest.c_str(), stdout);
-  }
-  const double t_gen = seconds_since(t1);
-  if (a.has("--json")) {
-    std::string out = "{\"generated\":[";
-    for (size_t i = 0; i < generated.size(); ++i) {
-      if (i) out += ',';
-      out += std::to_string(generated[i]);
-    }
-    out += "]";
+  if (a.has("--chat")) return run_chat_turn(a, *model, *tokenizer, session, generation);
+  if (a.has("-s") || a.has("--think")) fail("-s and --think go with --chat");
+  generation.prompt = prompt_tokens(a, tokenizer.get(), c.n_vocab);
+  // A text prompt gets text back; an id prompt gets ids (what scripts comparing runs want).
+  const bool text_out = !a.has("--tokens");
+  const bool json = a.has("--json");
+  Generator generator(session, *tokenizer);
+  bool first = true;
+  const GenerationResult g = generator.generate(generation, [&](int32_t token, std::string_view text) {
+    if (json) return true;
+    if (text_out) std::fwrite(text.data(), 1, text.size(), stdout);
+    else std::printf("%s%d", first ? "" : " ", token);
+    first = false;
+    std::fflush(stdout);
+    return true;
+  });
+  if (json) {
+    std::string out = "{\"generated\":" + ids_json(g.tokens);
     if (text_out) {
       out += ",\"text\":";
-      append_json_string(out, text);
+      append_json_string(out, g.text);
     }
-    std::printf("%s}\n", out.c_str());
+    out += ",\"finish_reason\":\"";
+    out += finish_reason_name(g.finish);
+    std::printf("%s\"}\n", out.c_str());
   } else {
     std::printf("\n");
   }
-  const size_t n_done = generated.size();
-  std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s); generated: %zu tokens in %.3f s (%.1f tok/s)\n",
-               prompt.size(), t_prompt, double(prompt.size()) / t_prompt, n_done, t_gen,
-               n_done > 1 ? double(n_done - 1) / t_gen : 0.0);
+  print_speeds(g);
   return 0;
 }
 

@@ -14,5 +14,7 @@ int cmd_bench(const Argv& args);
 int cmd_synth(const Argv& args);
 int cmd_tokenize(const Argv& args);
 int cmd_detokenize(const Argv& args);
+int cmd_chat(const Argv& args);
+int cmd_chat_template(const Argv& args);
 
 }  // namespace muse

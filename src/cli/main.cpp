@@ -3,6 +3,7 @@
 #include <exception>
 #include <string>
 
+#include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "util/error.h"
 
@@ -15,8 +16,13 @@ constexpr const char* kUsage =
     "  info   -m FILE [--tensors]                 describe a model file\n"
     "  logits -m FILE (--tokens 1,2,3 | -p TEXT | -f FILE) [--top K] [--dump OUT.f32]\n"
     "                                             teacher-forced logits as JSON\n"
-    "  run    [-m FILE] (-p TEXT | -f FILE | --tokens 1,2,3) -n N [--temp T --top-k K --top-p P\n"
-    "         --min-p M --seed S] [--json]        generate text (default model if no -m)\n"
+    "  run    [-m FILE] (-p TEXT | -f FILE | --tokens 1,2,3) [generation options] [--json]\n"
+    "                                             generate text (default model if no -m)\n"
+    "         --chat [-s SYSTEM] [--think on|off] one chat turn through the model's template\n"
+    "  chat   [-m FILE] [-s SYSTEM] [--think on|off] [generation options]\n"
+    "                                             talk to the model in the terminal\n"
+    "  chat-template (--template FILE.jinja | -m FILE) --context CONTEXT.json [--now ISO-TIME]\n"
+    "                                             render a chat template (Jinja) as-is\n"
     "  tokenize   -m FILE [--no-bos] [--no-special] (-p TEXT | -f FILE)\n"
     "                                             token ids as a JSON array\n"
     "  detokenize -m FILE --tokens 1,2,3 [--no-special]\n"
@@ -35,6 +41,7 @@ int main(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help") ||
       !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    std::fputs(muse::kGenerationUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
@@ -47,6 +54,8 @@ int main(int argc, char** argv) {
     if (cmd == "synth") return muse::cmd_synth(args);
     if (cmd == "tokenize") return muse::cmd_tokenize(args);
     if (cmd == "detokenize") return muse::cmd_detokenize(args);
+    if (cmd == "chat") return muse::cmd_chat(args);
+    if (cmd == "chat-template") return muse::cmd_chat_template(args);
     std::fprintf(stderr, "muse: unknown command \"%s\" (try muse --help)\n", cmd.c_str());
     return 2;
   } catch (const muse::Error& e) {

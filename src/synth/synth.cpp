@@ -58,6 +58,32 @@ struct Vocab {
   int bos = 0, eos = 0;
 };
 
+// ChatML with the conventions of reasoning models: tools listed in the system turn and called
+// as <tool_call>{json}</tool_call>, tool results in user turns as <tool_response>, and an empty
+// <think></think> block when enable_thinking is false.
+constexpr const char* kChatTemplate =
+    "{%- if tools %}{{- '<|im_start|>system\\n' }}"
+    "{%- if messages[0].role == 'system' %}{{- messages[0].content + '\\n\\n' }}{%- endif %}"
+    "{{- 'You may call these tools:\\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}"
+    "{{- '\\n</tools>\\nCall one as <tool_call>{\\\"name\\\": ..., \\\"arguments\\\": {...}}</tool_call>.<|im_end|>\\n' }}"
+    "{%- elif messages[0].role == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}{%- endif %}"
+    "{%- for m in messages %}"
+    "{%- if m.role == 'user' or (m.role == 'assistant' and not m.tool_calls) %}"
+    "{{- '<|im_start|>' + m.role + '\\n' + (m.content or '') + '<|im_end|>\\n' }}"
+    "{%- elif m.role == 'assistant' %}{{- '<|im_start|>assistant\\n' + (m.content or '') }}"
+    "{%- for call in m.tool_calls %}{%- set f = call.function if call.function else call %}"
+    "{{- '\\n<tool_call>\\n{\\\"name\\\": \\\"' + f.name + '\\\", \\\"arguments\\\": ' }}"
+    "{{- (f.arguments if f.arguments is string else f.arguments | tojson) + '}\\n</tool_call>' }}"
+    "{%- endfor %}{{- '<|im_end|>\\n' }}"
+    "{%- elif m.role == 'tool' %}"
+    "{{- '<|im_start|>user\\n<tool_response>\\n' + m.content + '\\n</tool_response><|im_end|>\\n' }}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
+    "{%- endif %}";
+
 Vocab make_vocab(int n_vocab, uint64_t seed) {
   const std::vector<std::string> specials = {"<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>",
                                              "<|im_end|>", "<think>", "</think>", "<tool_call>",
@@ -140,9 +166,11 @@ Vocab make_vocab(int n_vocab, uint64_t seed) {
   v.types.assign(v.tokens.size(), 1);
   v.bos = int(v.tokens.size());
   v.eos = v.bos + 1;
+  // As in Qwen's vocabularies, the reasoning and tool-call markers are user-defined tokens
+  // (text the model writes), the turn markers control tokens.
   for (const std::string& s : specials) {
     v.tokens.push_back(s);
-    v.types.push_back(3);
+    v.types.push_back(s.find('|') == std::string::npos ? 4 : 3);
   }
   return v;
 }
@@ -296,10 +324,7 @@ void synthesize(const SynthOptions& o, const std::string& path,
   w.set_u32("tokenizer.ggml.bos_token_id", uint32_t(vocab.bos));
   w.set_u32("tokenizer.ggml.eos_token_id", uint32_t(vocab.eos));
   w.set_bool("tokenizer.ggml.add_bos_token", o.arch == Arch::kLlama);
-  w.set_string("tokenizer.chat_template",
-               "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
-               "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt "
-               "%}{{ '<|im_start|>assistant\\n' }}{% endif %}");
+  w.set_string("tokenizer.chat_template", kChatTemplate);
   w.set_string("general.file_type_name", o.type);
 
   // Plan every tensor, then generate them in parallel (each from its own seed).

@@ -7,18 +7,9 @@
 #include <string_view>
 #include <vector>
 
+#include "util/utf8.h"
+
 namespace muse {
-
-// Length of the UTF-8 sequence that starts with byte b (1 for continuation/invalid bytes, so
-// that malformed text still advances byte by byte).
-int utf8_sequence_length(uint8_t b);
-
-// Appends the valid UTF-8 of `in` to out, each invalid byte replaced by U+FFFD. Unless `final`,
-// an unfinished sequence at the very end is left unconsumed; returns the bytes consumed.
-size_t append_valid_utf8(std::string_view in, std::string& out, bool final);
-
-// Appends the UTF-8 encoding of code point cp.
-void append_utf8(std::string& out, uint32_t cp);
 
 // GPT-2's byte-level encoding: every byte maps to one printable code point, so byte strings
 // can be stored as text in vocabularies and merges.

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace muse {
 namespace {
@@ -67,7 +68,7 @@ class Parser {
       skip_ws();
       if (pos_ >= s_.size() || s_[pos_] != ':') error("expected ':'");
       ++pos_;
-      obj[std::move(key)] = parse_value(depth + 1);
+      obj.insert_or_assign(std::move(key), parse_value(depth + 1));
       skip_ws();
       if (pos_ < s_.size() && s_[pos_] == ',') {
         ++pos_;
@@ -117,14 +118,23 @@ class Parser {
     } else if (digits() == 0) {
       error("bad number");
     }
+    bool integral = true;
     if (pos_ < s_.size() && s_[pos_] == '.') {
       ++pos_;
+      integral = false;
       if (digits() == 0) error("bad number");
     }
     if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
       ++pos_;
+      integral = false;
       if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
       if (digits() == 0) error("bad number");
+    }
+    if (integral) {
+      int64_t n = 0;
+      auto res = std::from_chars(s_.data() + start, s_.data() + pos_, n);
+      // "-0" stays a float so that its sign survives; out-of-range integers become floats.
+      if (res.ec == std::errc() && !(n == 0 && s_[start] == '-')) return Json(n);
     }
     double v = 0;
     auto res = std::from_chars(s_.data() + start, s_.data() + pos_, v);
@@ -144,24 +154,6 @@ class Parser {
       else error("bad \\u escape");
     }
     return v;
-  }
-
-  static void append_utf8(std::string& out, unsigned cp) {
-    if (cp < 0x80) {
-      out += char(cp);
-    } else if (cp < 0x800) {
-      out += char(0xc0 | (cp >> 6));
-      out += char(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out += char(0xe0 | (cp >> 12));
-      out += char(0x80 | ((cp >> 6) & 0x3f));
-      out += char(0x80 | (cp & 0x3f));
-    } else {
-      out += char(0xf0 | (cp >> 18));
-      out += char(0x80 | ((cp >> 12) & 0x3f));
-      out += char(0x80 | ((cp >> 6) & 0x3f));
-      out += char(0x80 | (cp & 0x3f));
-    }
   }
 
   std::string parse_string() {
@@ -225,7 +217,9 @@ double Json::as_number() const {
   return number_;
 }
 int64_t Json::as_int() const {
+  if (integer_) return int_;
   const double v = as_number();
+  // Floats convert only when they hold an integer exactly representable on both sides.
   if (v != std::floor(v) || std::fabs(v) > 9.007199254740992e15) type_error("an integer");
   return int64_t(v);
 }
@@ -267,6 +261,75 @@ size_t Json::size() const {
   type_error("an array or object");
 }
 
+JsonObject::JsonObject(std::initializer_list<value_type> members) {
+  for (const value_type& m : members) insert_or_assign(m.first, m.second);
+}
+
+ptrdiff_t JsonObject::index_of(std::string_view key) const {
+  if (items_.size() >= kIndexFrom) {
+    const auto it = index_.find(std::string(key));
+    return it == index_.end() ? -1 : ptrdiff_t(it->second);
+  }
+  for (size_t i = 0; i < items_.size(); ++i)
+    if (items_[i].first == key) return ptrdiff_t(i);
+  return -1;
+}
+
+void JsonObject::rebuild_index() {
+  index_.clear();
+  if (items_.size() < kIndexFrom) return;
+  for (size_t i = 0; i < items_.size(); ++i) index_.emplace(items_[i].first, i);
+}
+
+JsonObject::iterator JsonObject::find(std::string_view key) {
+  const ptrdiff_t i = index_of(key);
+  return i < 0 ? items_.end() : items_.begin() + i;
+}
+
+JsonObject::const_iterator JsonObject::find(std::string_view key) const {
+  const ptrdiff_t i = index_of(key);
+  return i < 0 ? items_.end() : items_.begin() + i;
+}
+
+const Json& JsonObject::at(std::string_view key) const {
+  const ptrdiff_t i = index_of(key);
+  if (i < 0) fail("JSON object has no member \"", key, "\"");
+  return items_[size_t(i)].second;
+}
+
+Json& JsonObject::operator[](std::string_view key) {
+  return emplace(std::string(key), Json()).first->second;
+}
+
+std::pair<JsonObject::iterator, bool> JsonObject::emplace(std::string key, Json value) {
+  if (const ptrdiff_t i = index_of(key); i >= 0) return {items_.begin() + i, false};
+  items_.emplace_back(std::move(key), std::move(value));
+  if (items_.size() == kIndexFrom) rebuild_index();
+  else if (items_.size() > kIndexFrom) index_.emplace(items_.back().first, items_.size() - 1);
+  return {items_.end() - 1, true};
+}
+
+std::pair<JsonObject::iterator, bool> JsonObject::insert_or_assign(std::string key, Json value) {
+  if (const ptrdiff_t i = index_of(key); i >= 0) {
+    items_[size_t(i)].second = std::move(value);
+    return {items_.begin() + i, false};
+  }
+  return emplace(std::move(key), std::move(value));
+}
+
+size_t JsonObject::erase(std::string_view key) {
+  const ptrdiff_t i = index_of(key);
+  if (i < 0) return 0;
+  items_.erase(items_.begin() + i);
+  rebuild_index();  // positions after i moved
+  return 1;
+}
+
+void JsonObject::clear() {
+  items_.clear();
+  index_.clear();
+}
+
 void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   for (unsigned char c : s) {
@@ -301,6 +364,12 @@ void Json::dump_to(std::string& out) const {
     case Kind::kNull: out += "null"; break;
     case Kind::kBool: out += bool_ ? "true" : "false"; break;
     case Kind::kNumber: {
+      if (integer_) {
+        char buf[24];
+        auto res = std::to_chars(buf, buf + sizeof buf, int_);
+        out.append(buf, res.ptr);
+        break;
+      }
       if (!std::isfinite(number_)) {
         out += "null";
         break;

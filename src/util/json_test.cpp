@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "util/error.h"
@@ -19,7 +20,7 @@ std::string round_trip(const std::string& text) {
 
 TEST(JsonTest, RoundTripsNestedValues) {
   EXPECT_EQ(round_trip(R"( { "b" : [1, 2.5, {"c": null}], "a": {"x": [[], {}]}, "t": true, "f": false } )"),
-            R"({"a":{"x":[[],{}]},"b":[1,2.5,{"c":null}],"f":false,"t":true})");
+            R"({"b":[1,2.5,{"c":null}],"a":{"x":[[],{}]},"t":true,"f":false})");
   EXPECT_EQ(round_trip("\"tab\\t nl\\n q\\\" bs\\\\ sl\\/ ctl\\u0001\""),
             "\"tab\\t nl\\n q\\\" bs\\\\ sl/ ctl\\u0001\"");
   const Json j = Json::parse(R"({"k": [10, "s", [true]]})");
@@ -30,6 +31,36 @@ TEST(JsonTest, RoundTripsNestedValues) {
   EXPECT_EQ(j.find("missing"), nullptr);
   EXPECT_THROW(j.at("missing"), Error);
   EXPECT_THROW(j.at("k").as_object(), Error);
+}
+
+TEST(JsonTest, ObjectsKeepInsertionOrder) {
+  // A repeated key keeps its first position and takes the last value, as Python's json does.
+  EXPECT_EQ(round_trip(R"({"z": 1, "a": 2, "m": 3, "a": 4})"), R"({"z":1,"a":4,"m":3})");
+  Json::Object o{{"y", 1}, {"x", 2}};
+  o["w"] = "new";
+  o.insert_or_assign("y", 5);
+  EXPECT_FALSE(o.emplace("x", 9).second);
+  EXPECT_EQ(Json(o).dump(), R"({"y":5,"x":2,"w":"new"})");
+  EXPECT_EQ(o.erase("x"), 1u);
+  EXPECT_EQ(o.erase("x"), 0u);
+  EXPECT_EQ(Json(o).dump(), R"({"y":5,"w":"new"})");
+  EXPECT_EQ(o.count("w"), 1u);
+  EXPECT_THROW(o.at("x"), Error);
+
+  // Large objects switch to hashed lookups; order and lookups stay right across the switch.
+  Json::Object big;
+  std::string expected = "{";
+  for (int i = 0; i < 100; ++i) {
+    const std::string key = "k" + std::to_string((i * 37) % 100);
+    big[key] = i;
+    expected += (i ? ",\"" : "\"") + key + "\":" + std::to_string(i);
+    ASSERT_EQ(big.find(key)->second.as_int(), i);
+  }
+  EXPECT_EQ(Json(big).dump(), expected + "}");
+  EXPECT_EQ(big.erase("k37"), 1u);
+  EXPECT_EQ(big.find("k37"), big.end());
+  EXPECT_EQ(big.at("k74").as_int(), 2);
+  EXPECT_EQ(big.size(), 99u);
 }
 
 TEST(JsonTest, UnicodeEscapes) {
@@ -54,6 +85,17 @@ TEST(JsonTest, Numbers) {
   for (const char* s : {"0", "-7", "3.25", "1e+300", "1.5e-300", "123456789012", "0.1"})
     EXPECT_EQ(Json::parse(round_trip(s)).as_number(), Json::parse(s).as_number()) << s;
   EXPECT_EQ(Json::parse("9007199254740992").as_int(), int64_t(1) << 53);
+  // Integers (no fraction or exponent) are kept exactly, like Python's int.
+  EXPECT_TRUE(Json::parse("12").is_integer());
+  EXPECT_FALSE(Json::parse("12.0").is_integer());
+  EXPECT_FALSE(Json::parse("1e2").is_integer());
+  EXPECT_FALSE(Json::parse("-0").is_integer());
+  EXPECT_EQ(Json::parse("9007199254740993").as_int(), 9007199254740993);
+  EXPECT_EQ(Json::parse("-9223372036854775808").as_int(), INT64_MIN);
+  EXPECT_EQ(round_trip("9223372036854775807"), "9223372036854775807");
+  EXPECT_FALSE(Json::parse("9223372036854775808").is_integer());  // too big: a float
+  EXPECT_TRUE(Json(int64_t(3)).is_integer());
+  EXPECT_FALSE(Json(3.0).is_integer());
   EXPECT_THROW(Json::parse("1.5").as_int(), Error);
 }
 

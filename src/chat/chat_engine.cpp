@@ -1,0 +1,133 @@
+#include "chat/chat_engine.h"
+
+#include "model/session.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace muse {
+
+namespace {
+
+// Where the reasoning block of raw output ends, for counting thinking tokens; npos while open
+// (or when the format has no such marker).
+size_t reasoning_end(const std::string& raw, const OutputFormat& format) {
+  const char* close = nullptr;
+  switch (format.reasoning) {
+    case ReasoningSyntax::kThink:
+    case ReasoningSyntax::kGranite:
+      close = "</think>";
+      break;
+    case ReasoningSyntax::kMistral:
+      close = "[/THINK]";
+      break;
+    case ReasoningSyntax::kHarmony:
+      close = "<|channel|>final";
+      break;
+    case ReasoningSyntax::kNone:
+      return std::string::npos;
+  }
+  const size_t at = raw.find(close);
+  return at == std::string::npos ? at : at + std::char_traits<char>::length(close);
+}
+
+}  // namespace
+
+Json ChatReply::message() const {
+  Json::Object m;
+  m.emplace("role", Json("assistant"));
+  m.emplace("content", Json(content));
+  if (!reasoning.empty()) m.emplace("reasoning_content", Json(reasoning));
+  if (!tool_calls.empty()) {
+    Json::Array calls;
+    for (const ToolCall& c : tool_calls) {
+      Json::Object function;
+      function.emplace("name", Json(c.name));
+      // Templates iterate over arguments as a mapping; keep the text when it is not JSON.
+      Json args;
+      try {
+        args = Json::parse(c.arguments);
+      } catch (const Error&) {
+        args = Json(c.arguments);
+      }
+      function.emplace("arguments", std::move(args));
+      Json::Object call;
+      call.emplace("id", Json(c.id));
+      call.emplace("type", Json("function"));
+      call.emplace("function", Json(std::move(function)));
+      calls.push_back(Json(std::move(call)));
+    }
+    m.emplace("tool_calls", Json(std::move(calls)));
+  }
+  return Json(std::move(m));
+}
+
+ChatEngine::ChatEngine(const Tokenizer& tokenizer, const ChatTemplate& chat_template,
+                       Session& session)
+    : tokenizer_(tokenizer),
+      template_(chat_template),
+      session_(session),
+      generator_(session, tokenizer),
+      format_(detect_output_format(chat_template.source())) {}
+
+int ChatEngine::n_ctx() const { return session_.n_ctx(); }
+
+std::string ChatEngine::render(const ChatRequest& request) const {
+  ChatTemplate::Options options;
+  options.tools = request.tools;
+  options.add_generation_prompt = true;
+  Json::Object extra;
+  extra.emplace("enable_thinking", Json(request.enable_thinking));
+  options.extra = Json(std::move(extra));
+  return template_.render(request.messages, options);
+}
+
+std::vector<int32_t> ChatEngine::prompt_tokens(const std::string& rendered) const {
+  // Templates usually write the BOS text themselves; add it only when they did not.
+  const bool has_bos = tokenizer_.bos() >= 0 && rendered.rfind(tokenizer_.text(tokenizer_.bos()), 0) == 0;
+  return tokenizer_.encode(rendered, {.add_special = !has_bos, .parse_special = true});
+}
+
+ChatReply ChatEngine::reply(const ChatRequest& request, const ChatCallback& on_delta) {
+  const std::string rendered = render(request);
+  GenerationRequest gen = request.generation;
+  gen.prompt = prompt_tokens(rendered);
+  OutputFormat format = format_;
+  format.starts_in_reasoning = prompt_opens_reasoning(rendered, format.reasoning);
+  OutputParser parser(format, gen.sampling.seed);
+  ChatReply reply;
+  // The raw output with special tokens spelled out (the parser needs the markers), and where
+  // each token's text ends in it.
+  std::string raw;
+  std::vector<size_t> token_ends;
+  if (format.starts_in_reasoning) raw = "<think>";
+  bool cancelled = false;
+  auto deliver = [&](const OutputDelta& d) {
+    reply.reasoning += d.reasoning;
+    reply.content += d.content;
+    reply.tool_calls.insert(reply.tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+    if (!d.empty() && on_delta && !on_delta(d)) cancelled = true;
+  };
+  // The parser reads pieces with special tokens rendered, token by token (the generator's own
+  // text hides them).
+  StreamDecoder special_text(tokenizer_, /*render_special=*/true);
+  reply.generation = generator_.generate(gen, [&](int32_t token, std::string_view) {
+    const std::string piece = special_text.push(token);
+    raw += piece;
+    token_ends.push_back(raw.size());
+    deliver(parser.feed(piece));
+    return !cancelled;
+  });
+  deliver(parser.feed(special_text.flush()));
+  deliver(parser.finish());
+  if (const size_t end = reasoning_end(raw, format); end != std::string::npos) {
+    for (size_t e : token_ends) {
+      ++reply.reasoning_tokens;
+      if (e >= end) break;
+    }
+  } else if (!reply.reasoning.empty()) {
+    reply.reasoning_tokens = int(token_ends.size());  // still thinking when it stopped
+  }
+  return reply;
+}
+
+}  // namespace muse

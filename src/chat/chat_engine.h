@@ -1,0 +1,65 @@
+// A chat turn end to end: messages through the model's template to a prompt, generation on a
+// session that keeps the shared history cached, and the output split into reasoning, answer and
+// tool calls as it streams. The terminal chat, `muse run --chat` and the server all use this.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chat/chat_template.h"
+#include "chat/output_parser.h"
+#include "runtime/generate.h"
+#include "util/json.h"
+
+namespace muse {
+
+class Model;
+class Session;
+class Tokenizer;
+
+struct ChatRequest {
+  Json messages = Json(Json::Array{});  // OpenAI-style [{role, content, ...}]
+  Json tools;                           // OpenAI-style tool list, or null
+  bool enable_thinking = true;          // templates that know `enable_thinking` get it
+  GenerationRequest generation;         // sampling, max_tokens, stop, grammar (prompt is filled in)
+};
+
+struct ChatReply {
+  std::string reasoning;
+  std::string content;
+  std::vector<ToolCall> tool_calls;
+  int reasoning_tokens = 0;  // generated tokens spent inside the reasoning block
+  GenerationResult generation;
+  // The assistant message to append to the history.
+  Json message() const;
+};
+
+// Called with each piece of parsed output; returning false cancels the generation.
+using ChatCallback = std::function<bool(const OutputDelta& delta)>;
+
+class ChatEngine {
+ public:
+  ChatEngine(const Tokenizer& tokenizer, const ChatTemplate& chat_template, Session& session);
+
+  // The prompt the model sees for these messages, as text and as tokens.
+  std::string render(const ChatRequest& request) const;
+  std::vector<int32_t> prompt_tokens(const std::string& rendered) const;
+
+  ChatReply reply(const ChatRequest& request, const ChatCallback& on_delta = {});
+
+  const OutputFormat& format() const { return format_; }
+  int n_ctx() const;
+  // Tokens the session holds (history kept for the next turn).
+  int cached_tokens() const { return int(generator_.cached().size()); }
+  void reset() { generator_.reset(); }
+
+ private:
+  const Tokenizer& tokenizer_;
+  const ChatTemplate& template_;
+  Session& session_;
+  Generator generator_;
+  OutputFormat format_;
+};
+
+}  // namespace muse

@@ -1,0 +1,117 @@
+// Chat turns end to end on a random-weight model whose output a grammar forces into a known
+// shape: reasoning is split off and counted in tokens, tool calls come back OpenAI-style, and
+// the history a second turn shares with the first stays cached.
+#include "chat/chat_engine.h"
+
+#include <gtest/gtest.h>
+
+#include "model/model.h"
+#include "model/session.h"
+#include "synth/synth.h"
+#include "testing/test_support.h"
+#include "tokenizer/tokenizer.h"
+#include "util/thread_pool.h"
+
+namespace muse {
+namespace {
+
+class ChatEngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string path = testing::temp_path("chat-engine.gguf");
+    SynthOptions o;
+    o.arch = Arch::kQwen3;
+    apply_dims("embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024", o.shape);
+    o.type = "q8_0";
+    synthesize(o, path);
+    model_ = Model::load(path).release();
+    tokenizer_ = Tokenizer::from_gguf(model_->file()).release();
+    template_ = ChatTemplate::from_gguf(model_->file()).release();
+    std::remove(path.c_str());
+  }
+  static void TearDownTestSuite() {
+    delete template_;
+    delete tokenizer_;
+    delete model_;
+  }
+  static ChatRequest ask(const std::string& text, const std::string& grammar) {
+    ChatRequest r;
+    r.messages = Json(Json::Array{Json(Json::Object{{"role", Json("user")}, {"content", Json(text)}})});
+    r.generation.max_tokens = 200;
+    r.generation.sampling.seed = 5;
+    r.generation.grammar = Grammar::parse(grammar);
+    return r;
+  }
+  static Model* model_;
+  static Tokenizer* tokenizer_;
+  static ChatTemplate* template_;
+  ThreadPool pool_{2};
+};
+Model* ChatEngineTest::model_ = nullptr;
+Tokenizer* ChatEngineTest::tokenizer_ = nullptr;
+ChatTemplate* ChatEngineTest::template_ = nullptr;
+
+TEST_F(ChatEngineTest, SplitsReasoningAndCountsItsTokens) {
+  Session session(*model_, pool_, {.n_ctx = 1024});
+  ChatEngine engine(*tokenizer_, *template_, session);
+  EXPECT_EQ(engine.format().reasoning, ReasoningSyntax::kThink);
+  std::string streamed_reasoning, streamed_content;
+  const ChatReply reply = engine.reply(
+      ask("What is 2+2?", R"(root ::= "<think>" [a-z ]{4,30} "</think>" "\n\n" [a-z ]{2,20})"),
+      [&](const OutputDelta& d) {
+        streamed_reasoning += d.reasoning;
+        streamed_content += d.content;
+        return true;
+      });
+  ASSERT_EQ(reply.generation.finish, FinishReason::kEndOfGeneration);
+  EXPECT_FALSE(reply.reasoning.empty());
+  EXPECT_FALSE(reply.content.empty());
+  EXPECT_EQ(reply.reasoning, streamed_reasoning);
+  EXPECT_EQ(reply.content, streamed_content);
+  EXPECT_EQ(reply.content.find("think"), std::string::npos);
+  // Reasoning tokens: everything up to the token that completes "</think>" (one token or, as a
+  // random model may well choose, several).
+  int expected = 0;
+  std::string text;
+  for (int32_t t : reply.generation.tokens) {
+    ++expected;
+    text += tokenizer_->piece(t);
+    if (text.find("</think>") != std::string::npos) break;
+  }
+  EXPECT_EQ(reply.reasoning_tokens, expected);
+  EXPECT_LT(reply.reasoning_tokens, int(reply.generation.tokens.size()));
+  const Json message = reply.message();
+  EXPECT_EQ(message.at("role").as_string(), "assistant");
+  EXPECT_EQ(message.at("reasoning_content").as_string(), reply.reasoning);
+}
+
+TEST_F(ChatEngineTest, ParsesToolCallsAndKeepsHistoryCached) {
+  Session session(*model_, pool_, {.n_ctx = 1024});
+  ChatEngine engine(*tokenizer_, *template_, session);
+  ChatRequest request = ask("Weather in Paris?",
+                            R"(root ::= "<think>\n\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", )"
+                            R"(\"arguments\": {\"city\": \"" [A-Z] [a-z]{2,8} "\"}}\n</tool_call>")");
+  request.enable_thinking = false;
+  request.tools = Json::parse(
+      R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object",)"
+      R"("properties":{"city":{"type":"string"}},"required":["city"]}}}])");
+  const ChatReply reply = engine.reply(request);
+  ASSERT_EQ(reply.tool_calls.size(), 1u) << reply.content;
+  EXPECT_EQ(reply.tool_calls[0].name, "get_weather");
+  EXPECT_TRUE(Json::parse(reply.tool_calls[0].arguments).at("city").is_string());
+  EXPECT_EQ(reply.tool_calls[0].id.rfind("call_", 0), 0u);
+  EXPECT_EQ(reply.content, "");
+
+  // The second turn: history + tool result. The rendered history is a prefix of the new prompt
+  // up to the assistant turn, so most of it is reused.
+  Json::Array messages = request.messages.as_array();
+  messages.push_back(reply.message());
+  messages.push_back(Json(Json::Object{{"role", Json("tool")}, {"content", Json("{\"temp\": 21}")}}));
+  request.messages = Json(std::move(messages));
+  request.generation.grammar = Grammar::parse(R"(root ::= [a-z ]{1,10})");
+  const ChatReply second = engine.reply(request);
+  EXPECT_GT(second.generation.reused_tokens, reply.generation.prompt_tokens / 2);
+}
+
+}  // namespace
+}  // namespace muse

@@ -1,0 +1,63 @@
+// One generation on one session: run the prompt (reusing whatever prefix the session already
+// holds), then sample token by token, streaming valid UTF-8 text until an end-of-generation
+// token, a stop string, the token limit or the caller says stop.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/sampler.h"
+
+namespace muse {
+
+class Session;
+class Tokenizer;
+
+enum class FinishReason { kEndOfGeneration, kStopString, kLength, kContextFull, kCancelled };
+const char* finish_reason_name(FinishReason r);  // OpenAI's words: "stop", "length", ...
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  int max_tokens = 256;
+  SamplingParams sampling;
+  std::vector<std::string> stop;  // stop strings (not included in the text)
+  std::shared_ptr<const Grammar> grammar;  // constrained decoding (GBNF or from a JSON schema)
+};
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;  // generated, including a final end-of-generation token
+  std::string text;             // decoded, without the end token or a stop string
+  FinishReason finish = FinishReason::kLength;
+  int prompt_tokens = 0;
+  int reused_tokens = 0;  // prompt tokens whose cache entries were already there
+  double prompt_seconds = 0, decode_seconds = 0;
+  double prompt_rate() const;  // tokens per second of the part of the prompt that ran
+  double decode_rate() const;
+};
+
+// Called after each generated token (end-of-generation tokens excepted) with the text that
+// became safe to show (often empty: part of a character, or maybe the start of a stop
+// string); returning false cancels the generation.
+using TokenCallback = std::function<bool(int32_t token, std::string_view text)>;
+
+class Generator {
+ public:
+  Generator(Session& session, const Tokenizer& tokenizer);
+  GenerationResult generate(const GenerationRequest& request, const TokenCallback& on_token = {});
+
+  // The tokens whose keys and values the session holds, in order.
+  const std::vector<int32_t>& cached() const { return cached_; }
+  void reset();
+
+ private:
+  Session& session_;
+  const Tokenizer& tokenizer_;
+  std::shared_ptr<const GrammarVocab> grammar_vocab_;  // built on first use of a grammar
+  std::vector<int32_t> cached_;
+  std::vector<float> logits_;
+};
+
+}  // namespace muse
