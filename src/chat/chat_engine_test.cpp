@@ -18,16 +18,10 @@ namespace {
 class ChatEngineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::string path = testing::temp_path("chat-engine.gguf");
-    SynthOptions o;
-    o.arch = Arch::kQwen3;
-    apply_dims("embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024", o.shape);
-    o.type = "q8_0";
-    synthesize(o, path);
-    model_ = Model::load(path).release();
+    model_ = testing::synth_model(Arch::kQwen3, "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024",
+                                  "q8_0").release();
     tokenizer_ = Tokenizer::from_gguf(model_->file()).release();
     template_ = ChatTemplate::from_gguf(model_->file()).release();
-    std::remove(path.c_str());
   }
   static void TearDownTestSuite() {
     delete template_;

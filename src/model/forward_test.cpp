@@ -17,14 +17,8 @@ namespace {
 class ForwardTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::string path = testing::temp_path("forward.gguf");
-    SynthOptions o;
-    o.arch = Arch::kQwen3;
-    apply_dims("embd=256,layers=2,heads=4,kv_heads=2,head_dim=64,ff=512,vocab=500,ctx=256", o.shape);
-    o.type = "q4_k_m";
-    synthesize(o, path);
-    model_ = Model::load(path).release();
-    std::remove(path.c_str());
+    model_ = testing::synth_model(Arch::kQwen3, "embd=256,layers=2,heads=4,kv_heads=2,head_dim=64,ff=512,vocab=500,ctx=256",
+                                  "q4_k_m").release();
   }
   static void TearDownTestSuite() { delete model_; }
   static KvPoolConfig pool_config(KvType type = KvType::kF16) {

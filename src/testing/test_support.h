@@ -10,6 +10,9 @@
 #include <string>
 #include <sys/stat.h>
 
+#include "model/model.h"
+#include "synth/synth.h"
+
 namespace muse::testing {
 
 // MUSE_REFERENCE_DIR, else ../shared/reference beside the source tree; "" when absent.
@@ -47,6 +50,19 @@ inline std::vector<float> random_normal(size_t n, uint32_t seed, float scale = 1
 inline std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// A random-weight model of the given shape (synth --dims syntax), loaded from a temporary file.
+inline std::unique_ptr<Model> synth_model(Arch arch, const std::string& dims, const std::string& type) {
+  const std::string path = temp_path("synth-" + std::to_string(std::hash<std::string>()(dims + type)) + ".gguf");
+  SynthOptions o;
+  o.arch = arch;
+  apply_dims(dims, o.shape);
+  o.type = type;
+  synthesize(o, path);
+  auto model = Model::load(path);
+  std::remove(path.c_str());  // the mapping stays valid
+  return model;
 }
 
 }  // namespace muse::testing
