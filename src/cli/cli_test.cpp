@@ -148,6 +148,16 @@ TEST_F(Cli, BenchPrintsJson) {
   EXPECT_GT(j.at("tg_tps").as_number(), 0);
 }
 
+TEST_F(Cli, ParallelBenchReportsAggregateAndKvBytes) {
+  const Result r = muse("bench -m " + *model_ + " --parallel 3 --shared-prefix 40 -n 4 -t 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const Json j = Json::parse(r.out);
+  EXPECT_GT(j.at("aggregate_tg_tps").as_number(), 0);
+  EXPECT_GT(j.at("per_seq_tg_tps").as_number(), 0);
+  EXPECT_GT(j.at("kv_bytes").as_number(), 0);
+  EXPECT_GE(j.at("cached_prompt_tokens").as_int(), 2 * 32);  // the prefix is computed once
+}
+
 TEST_F(Cli, BadInputGetsOneLineErrorAndNonZeroExit) {
   const std::string corrupt = testing::temp_path("corrupt.gguf");
   {
@@ -168,6 +178,8 @@ TEST_F(Cli, BadInputGetsOneLineErrorAndNonZeroExit) {
       {"synth --arch mamba --dims embd=64 --type q8_0 -o /tmp/x.gguf", "--arch"},
       {"synth --preset gpt5 --type q8_0 -o /tmp/x.gguf", "unknown preset"},
       {"frobnicate", "unknown command"},
+      {"bench -m " + *model_ + " --parallel 0 --shared-prefix 8", "--parallel must be"},
+      {"bench -m " + *model_ + " --parallel 2 --kv-type q3", "unknown KV cache type"},
       {"tokenize -m " + *model_, "exactly one of -p TEXT or -f FILE"},
       {"tokenize -m " + *model_ + " -f /nonexistent.txt", "cannot read"},
       {"detokenize -m " + *model_ + " --tokens 5,400", "outside the vocabulary"},

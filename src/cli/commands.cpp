@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "runtime/sampler.h"
+#include "runtime/scheduler.h"
 #include "synth/synth.h"
 #include "tokenizer/tokenizer.h"
 #include "util/cpu.h"
@@ -235,11 +237,94 @@ int cmd_run(const Argv& argv) {
   return 0;
 }
 
+namespace {
+
+// `muse bench --parallel N --shared-prefix P -n G`: N requests with the same P-token prompt,
+// each generating G tokens, batched by the scheduler (the prefix is computed and stored once).
+int bench_parallel(const Args& a, const Model& model, int threads) {
+  const ModelConfig& c = model.config();
+  const auto tokenizer = maybe_tokenizer(model.file());
+  if (!tokenizer) fail("--parallel needs a model with a tokenizer (for its end tokens)");
+  const long long n_seq = a.get_int("--parallel", 1), n_prefix = a.get_int("--shared-prefix", 512),
+                  n_gen = a.get_int("-n", 64);
+  if (n_seq < 1 || n_seq > 1024 || n_prefix < 1 || n_gen < 1)
+    fail("--parallel must be 1..1024, --shared-prefix and -n at least 1");
+  if (n_prefix + n_gen >= c.n_ctx_train) fail("--shared-prefix plus -n exceed the model's context of ", c.n_ctx_train);
+  ThreadPool pool(threads);
+  SchedulerConfig sc;
+  sc.kv_type = kv_type_from_name(a.get("--kv-type", "f16"));
+  sc.max_running = int(n_seq);
+  sc.max_context = int(n_prefix + n_gen + 1);
+  KvPoolConfig kc{c.n_layer, c.kv_dim(), c.v_dim(), sc.block_tokens, sc.kv_type};
+  // Room for the prefix once and every sequence's own tokens, plus a block each to spare.
+  const long long blocks = (n_prefix + sc.block_tokens - 1) / sc.block_tokens +
+                           n_seq * ((n_gen + 1 + sc.block_tokens - 1) / sc.block_tokens + 2);
+  sc.kv_budget_bytes = size_t(a.get_int("--kv-budget-mib", 0)) << 20;
+  if (sc.kv_budget_bytes == 0) sc.kv_budget_bytes = size_t(blocks) * KvPool::block_bytes_for(kc);
+  Scheduler scheduler(model, *tokenizer, pool, sc);
+  std::mt19937 rng(42);
+  std::vector<int32_t> prefix(static_cast<size_t>(n_prefix));
+  for (auto& x : prefix) x = int32_t(rng() % uint32_t(c.n_vocab));
+  const bool json = a.has("--json");
+  const bool progress = !json && isatty(STDERR_FILENO);
+  std::vector<RequestId> ids;
+  std::atomic<long long> tokens_out{0};
+  Clock::time_point first_decode{}, last_token{};
+  int started = 0;
+  const auto t0 = Clock::now();
+  for (long long i = 0; i < n_seq; ++i) {
+    Request r;
+    r.prompt = prefix;
+    r.max_tokens = int(n_gen);
+    r.sampling.temperature = 0;
+    r.stop_at_eog = false;  // every sequence generates exactly G tokens
+    ids.push_back(scheduler.submit(std::move(r), [&](const TokenEvent& e) {
+      if (e.token < 0) return;
+      ++tokens_out;
+      last_token = Clock::now();
+      if (scheduler.stats(e.id).generated == 1 && ++started == n_seq) first_decode = last_token;
+    }));
+  }
+  size_t peak_kv = 0;
+  while (scheduler.step()) {
+    peak_kv = std::max(peak_kv, scheduler.kv_bytes());
+    if (progress) std::fprintf(stderr, "\rparallel: %lld/%lld tokens", tokens_out.load(), n_seq * n_gen);
+  }
+  if (progress) std::fprintf(stderr, "\n");
+  // Decode: from the moment every sequence has its first token to the last token.
+  const double t_decode = std::chrono::duration<double>(last_token - first_decode).count();
+  const double aggregate = t_decode > 0 ? double(n_seq * (n_gen - 1)) / t_decode : 0;
+  double per_seq = 0;
+  int cached = 0;
+  for (RequestId id : ids) {
+    const RequestStats st = scheduler.stats(id);
+    per_seq += st.decode_rate() / double(n_seq);
+    cached += st.cached_tokens;
+  }
+  const double total = seconds_since(t0);
+  if (json) {
+    std::printf("{\"aggregate_tg_tps\":%.3f,\"per_seq_tg_tps\":%.3f,\"kv_bytes\":%zu,\"parallel\":%lld,"
+                "\"shared_prefix\":%lld,\"n_gen\":%lld,\"cached_prompt_tokens\":%d,\"total_seconds\":%.3f,"
+                "\"threads\":%d,\"kv_type\":\"%s\"}\n",
+                aggregate, per_seq, peak_kv, n_seq, n_prefix, n_gen, cached, total, threads, kv_type_name(sc.kv_type));
+  } else {
+    std::printf("| sequences | shared prefix | generated each | aggregate decode tok/s | per sequence tok/s | KV in use | prompt tokens reused | total s |\n");
+    std::printf("|---|---|---|---|---|---|---|---|\n");
+    std::printf("| %lld | %lld | %lld | %.2f | %.2f | %s | %d | %.2f |\n", n_seq, n_prefix, n_gen, aggregate,
+                per_seq, human_bytes(double(peak_kv)).c_str(), cached, total);
+  }
+  return 0;
+}
+
+}  // namespace
+
 int cmd_bench(const Argv& argv) {
-  const Args a(argv, {"-m", "-p", "-n", "-t", "-r"}, {"--json"});
+  const Args a(argv, {"-m", "-p", "-n", "-t", "-r", "--parallel", "--shared-prefix", "--kv-type", "--kv-budget-mib"},
+               {"--json"});
   const auto t_load = Clock::now();
   const auto model = Model::load(a.require("-m"));
   const ModelConfig& c = model->config();
+  if (a.has("--parallel") || a.has("--shared-prefix")) return bench_parallel(a, *model, thread_count(a));
   const long long n_prompt = a.get_int("-p", 256), n_gen = a.get_int("-n", 64), reps = a.get_int("-r", 5);
   if (n_prompt < 0 || n_gen < 0 || reps < 1) fail("-p and -n must be >= 0 and -r >= 1");
   const int threads = thread_count(a);

@@ -29,6 +29,8 @@ constexpr const char* kUsage =
     "                                             the text of token ids\n"
     "  bench  -m FILE [-p 256] [-n 64] [-t THREADS] [-r REPS] [--json]\n"
     "                                             prompt and decode speed\n"
+    "  bench  -m FILE --parallel N --shared-prefix P [-n G] [--kv-type f16|f32|q8_0] [--json]\n"
+    "                                             N sequences sharing a P-token prompt, batched\n"
     "  synth  --arch llama|qwen2|qwen3 (--preset NAME | --dims K=V,...) --type TYPE -o FILE\n"
     "         [--seed S]                          write a random-weight test model\n"
     "\n"

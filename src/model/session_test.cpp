@@ -40,7 +40,7 @@ std::vector<int32_t> some_tokens(int n) {
 // token-by-token decoding and chunked prefill give bit-identical logits.
 TEST_F(SessionTest, BatchedAndIncrementalForwardAgreeExactly) {
   const auto model = Model::load(*path_);
-  const int V = model->config().n_vocab, n = 23;
+  const int V = model->config().n_vocab, n = 41;  // above kBatchedMinTokens: prefill takes the batched kernels
   const auto tokens = some_tokens(n);
   ThreadPool pool(2);
   Session batched(*model, pool, {.n_ctx = 64});

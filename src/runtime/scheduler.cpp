@@ -1,0 +1,346 @@
+#include "runtime/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace muse {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+KvPoolConfig pool_config(const ModelConfig& c, const SchedulerConfig& s) {
+  KvPoolConfig k;
+  k.n_layer = c.n_layer;
+  k.kv_dim = c.kv_dim();
+  k.v_dim = c.v_dim();
+  k.block_tokens = s.block_tokens;
+  k.type = s.kv_type;
+  k.budget_bytes = s.kv_budget_bytes;
+  return k;
+}
+
+}  // namespace
+
+struct Scheduler::Active {
+  RequestId id = 0;
+  Request request;
+  TokenCallbackFn on_token;
+  std::vector<int32_t> tokens;  // the whole sequence: prompt (a fork's includes its parent's), then generated
+  KvSequence seq;               // holds the keys and values of tokens[0, seq.length())
+  std::unique_ptr<Sampler> sampler;
+  Clock::time_point submitted, admitted, first_token;
+  bool was_admitted = false;
+  int pending() const { return int(tokens.size()) - seq.length(); }
+};
+
+Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
+                     const SchedulerConfig& config)
+    : model_(model),
+      tokenizer_(tokenizer),
+      config_(config),
+      kv_(std::make_unique<KvPool>(pool_config(model.config(), config))),
+      prefix_(std::make_unique<PrefixCache>(*kv_)),
+      forward_(model, pool, config.max_batch_tokens, std::min(config.max_context, model.config().n_ctx_train)) {
+  if (config.max_batch_tokens < 1 || config.max_running < 1) fail("scheduler: batch limits must be positive");
+  config_.max_context = std::min(config.max_context, model.config().n_ctx_train);
+}
+
+Scheduler::~Scheduler() {
+  for (auto& a : running_) a->seq.release(*kv_);
+  prefix_.reset();  // releases the cached blocks before the pool goes
+}
+
+RequestId Scheduler::submit(Request request, TokenCallbackFn on_token) {
+  request.sampling.validate();
+  if (request.max_tokens < 0) fail("max_tokens must not be negative");
+  for (int32_t t : request.prompt)
+    if (t < 0 || t >= model_.config().n_vocab) fail("token id ", t, " is outside the vocabulary");
+  std::lock_guard<std::mutex> lock(mu_);
+  auto a = std::make_unique<Active>();
+  a->request = std::move(request);
+  a->on_token = std::move(on_token);
+  a->submitted = Clock::now();
+  if (a->request.fork_of >= 0) {
+    auto parent = std::find_if(running_.begin(), running_.end(),
+                               [&](const auto& r) { return r->id == a->request.fork_of; });
+    if (parent == running_.end()) fail("fork_of: request ", a->request.fork_of, " is not running");
+    // The fork shares the parent's blocks as they are now.
+    Active& p = **parent;
+    a->seq = p.seq.fork(*kv_);
+    a->tokens.assign(p.tokens.begin(), p.tokens.begin() + p.seq.length());
+    if (a->request.prompt.empty() && a->seq.length() > 0) a->seq.truncate(*kv_, a->seq.length() - 1);
+  } else if (a->request.prompt.empty()) {
+    fail("the prompt is empty");
+  }
+  a->tokens.insert(a->tokens.end(), a->request.prompt.begin(), a->request.prompt.end());
+  if (int(a->tokens.size()) >= config_.max_context)
+    fail("the prompt (", a->tokens.size(), " tokens) does not fit the context of ", config_.max_context);
+  a->id = next_id_++;
+  RequestStats& st = stats_[a->id];
+  st.prompt_tokens = int(a->tokens.size());
+  st.cached_tokens = a->seq.length();
+  a->sampler = std::make_unique<Sampler>(a->request.sampling);
+  for (int32_t t : a->tokens) a->sampler->accept(t, false);
+  const RequestId id = a->id;
+  waiting_.push_back(std::move(a));
+  return id;
+}
+
+void Scheduler::cancel(RequestId id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_.push_back(id);
+}
+
+RequestStats Scheduler::stats(RequestId id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto it = stats_.find(id);
+  if (it == stats_.end()) fail("no request ", id);
+  return it->second;
+}
+
+size_t Scheduler::kv_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return kv_->bytes_in_use();
+}
+
+int Scheduler::running() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return int(running_.size());
+}
+
+int Scheduler::cached_blocks() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return prefix_->cached_blocks();
+}
+
+int Scheduler::waiting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return int(waiting_.size());
+}
+
+// Takes the cached prefix of a fresh request (a fork already has its parent's blocks).
+bool Scheduler::admit(Active& a) {
+  if (a.seq.length() == 0 && a.seq.blocks().empty() && a.request.fork_of < 0) {
+    std::vector<int32_t> blocks = prefix_->match(a.tokens);
+    // At least the last prompt token runs, for the logits of the first new token; writing it
+    // copies the shared block it falls in.
+    const int covered = std::min(int(blocks.size()) * kv_->block_tokens(), int(a.tokens.size()) - 1);
+    a.seq.adopt(std::move(blocks), covered);
+    stats_[a.id].cached_tokens = std::max(stats_[a.id].cached_tokens, covered);
+  }
+  if (!a.was_admitted) {
+    a.was_admitted = true;
+    a.admitted = Clock::now();
+    stats_[a.id].queued_seconds = seconds_between(a.submitted, a.admitted);
+  }
+  return true;
+}
+
+// Room for n more tokens of a: first from the free list, then by evicting cached prefixes,
+// then by preempting newer requests.
+bool Scheduler::reserve(Active& a, int n) {
+  for (;;) {
+    if (a.seq.reserve(*kv_, n)) return true;
+    const int need = (n + kv_->block_tokens() - 1) / kv_->block_tokens() + 1;
+    if (prefix_->evict(need) > 0) continue;
+    if (running_.size() <= 1 || running_.back().get() == &a) return false;
+    preempt_newest(&a);
+  }
+}
+
+void Scheduler::preempt_newest(const Active* keep) {
+  for (auto it = running_.end(); it != running_.begin();) {
+    --it;
+    if (it->get() == keep) continue;
+    std::unique_ptr<Active> victim = std::move(*it);
+    running_.erase(it);
+    // Keep what is reusable in the prefix cache, drop the rest; the request recomputes from
+    // its tokens (prompt and what it generated) when it runs again.
+    prefix_->insert(std::vector<int32_t>(victim->tokens.begin(), victim->tokens.begin() + victim->seq.length()),
+                    victim->seq.blocks());
+    victim->seq.release(*kv_);
+    victim->request.fork_of = -1;
+    ++stats_[victim->id].preemptions;
+    waiting_.push_front(std::move(victim));
+    return;
+  }
+}
+
+void Scheduler::finish(Active& a, FinishReason why) {
+  RequestStats& st = stats_[a.id];
+  st.finished = true;
+  st.finish = why;
+  if (st.generated > 0) st.decode_seconds = seconds_between(a.first_token, Clock::now());
+  prefix_->insert(std::vector<int32_t>(a.tokens.begin(), a.tokens.begin() + a.seq.length()), a.seq.blocks());
+  a.seq.release(*kv_);
+}
+
+bool Scheduler::step() {
+  std::vector<Event> events;
+  bool worked = false;
+  {
+    // The whole step holds the lock (submit() waits at most one pass); callbacks run after it.
+    std::lock_guard<std::mutex> lock(mu_);
+    auto emit = [&](Active& a, int32_t token, bool last, FinishReason why) {
+      if (a.on_token) events.push_back({a.on_token, {a.id, token, last, why}});
+    };
+    worked = advance(emit);
+  }
+  for (Event& e : events) e.callback(e.event);
+  return worked || !events.empty();
+}
+
+template <typename Emit>
+bool Scheduler::advance(const Emit& emit) {
+  {
+    // Cancellations.
+    for (RequestId id : cancelled_) {
+      auto drop = [&](auto& list) {
+        for (auto it = list.begin(); it != list.end(); ++it)
+          if ((*it)->id == id) {
+            finish(**it, FinishReason::kCancelled);
+            emit(**it, -1, true, FinishReason::kCancelled);
+            list.erase(it);
+            return;
+          }
+      };
+      drop(running_);
+      drop(waiting_);
+    }
+    cancelled_.clear();
+
+    // Admission, in order, while there is room. A request whose prompt starts like one still
+    // reading its prompt waits for it, so that the shared prefix is computed once and reused.
+    const size_t bt = size_t(kv_->block_tokens());
+    for (auto it = waiting_.begin(); it != waiting_.end() && int(running_.size()) < config_.max_running;) {
+      Active& a = **it;
+      bool shares_prefill = false;
+      if (a.seq.blocks().empty() && a.tokens.size() > bt)
+        for (const auto& r : running_)
+          shares_prefill |= stats_[r->id].generated == 0 && r->tokens.size() > bt &&
+                            std::equal(a.tokens.begin(), a.tokens.begin() + long(bt), r->tokens.begin());
+      if (shares_prefill || (kv_->n_free() == 0 && !running_.empty())) {
+        ++it;
+        continue;
+      }
+      admit(a);
+      running_.push_back(std::move(*it));
+      it = waiting_.erase(it);
+    }
+    if (running_.empty()) return false;
+
+    // The batch: one token from every generating request first (fairness), then prompt
+    // chunks in admission order while the token budget lasts.
+    struct Slot {
+      Active* a;
+      int n;
+    };
+    std::vector<Slot> slots;
+    int budget = config_.max_batch_tokens;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+        Active* a = running_[i].get();
+        const bool decoding = a->pending() == 1;
+        if ((pass == 0) != decoding) continue;
+        const int n = std::min(a->pending(), budget);
+        if (!reserve(*a, n)) {
+          if (running_.size() == 1) {
+            // Alone and still out of room: the budget cannot hold this request at all.
+            finish(*a, FinishReason::kContextFull);
+            emit(*a, -1, true, FinishReason::kContextFull);
+            a->tokens.clear();  // marks it for removal below
+          } else {
+            preempt_newest(nullptr);  // the newest is this request: it waits for the others
+          }
+          continue;
+        }
+        slots.push_back({a, n});
+        budget -= n;
+      }
+    }
+    // Preemption may have moved requests that already had a slot back to the queue.
+    std::erase_if(slots, [&](const Slot& s) {
+      return s.a->tokens.empty() ||
+             std::none_of(running_.begin(), running_.end(), [&](const auto& r) { return r.get() == s.a; });
+    });
+    std::erase_if(running_, [](const auto& r) { return r->tokens.empty(); });
+    if (slots.empty()) return false;
+
+    std::vector<BatchToken> batch;
+    std::vector<const KvSequence*> sequences;
+    for (const Slot& s : slots) {
+      const int seq = int(sequences.size());
+      sequences.push_back(&s.a->seq);
+      const int from = s.a->seq.length();
+      for (int i = 0; i < s.n; ++i)
+        batch.push_back({s.a->tokens[size_t(from + i)], from + i, seq, from + i + 1 == int(s.a->tokens.size())});
+    }
+    const int V = model_.config().n_vocab;
+    int wanted = 0;
+    for (const BatchToken& t : batch) wanted += t.logits;
+    logits_.resize(size_t(wanted) * V);
+    forward_.run(batch, *kv_, sequences, logits_.data());
+
+    // Sample where a sequence reached its end, and retire finished requests.
+    int row = 0;
+    const auto now = Clock::now();
+    for (const Slot& s : slots) {
+      Active& a = *s.a;
+      a.seq.advance(s.n);
+      if (stats_[a.id].generated == 0) {
+        // Prompt blocks are cached as soon as they are full, for requests that share them.
+        prefix_->insert(std::vector<int32_t>(a.tokens.begin(), a.tokens.begin() + a.seq.length()), a.seq.blocks());
+      }
+      if (a.pending() > 0) continue;  // still reading its prompt
+      const float* l = logits_.data() + size_t(row++) * V;
+      RequestStats& st = stats_[a.id];
+      if (st.generated == 0) {
+        a.first_token = now;
+        st.prefill_seconds = seconds_between(a.admitted, now);
+      }
+      if (a.request.max_tokens == 0) {
+        finish(a, FinishReason::kLength);
+        emit(a, -1, true, FinishReason::kLength);
+        a.tokens.clear();
+        continue;
+      }
+      const int32_t token = a.sampler->sample(l, V);
+      a.sampler->accept(token);
+      a.tokens.push_back(token);
+      ++st.generated;
+      FinishReason why = FinishReason::kLength;
+      bool last = false;
+      if (a.request.stop_at_eog && tokenizer_.is_eog(token)) {
+        why = FinishReason::kEndOfGeneration;
+        last = true;
+      } else if (st.generated >= a.request.max_tokens) {
+        last = true;
+      } else if (int(a.tokens.size()) >= config_.max_context) {
+        why = FinishReason::kContextFull;
+        last = true;
+      }
+      emit(a, token, last, why);
+      if (last) {
+        finish(a, why);
+        a.tokens.clear();
+      }
+    }
+    std::erase_if(running_, [](const auto& r) { return r->tokens.empty(); });
+  }
+  return true;
+}
+
+void Scheduler::run_until_idle() {
+  while (step()) {
+  }
+}
+
+}  // namespace muse

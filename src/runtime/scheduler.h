@@ -1,0 +1,127 @@
+// Continuous batching: many requests advance together, one forward pass per step, over one
+// paged KV cache whose shared prefixes are stored once.
+//
+// Each step, every running request that is generating contributes one token (so no request
+// starves another), and requests still reading their prompts fill the rest of the step's token
+// budget with prompt chunks (chunked prefill). Requests join and leave between steps. A new
+// request first takes whatever prefix of its prompt the radix cache already holds; a fork
+// starts from another request's sequence without copying it. When the KV budget runs out, the
+// cache drops unused prefixes, then the newest running request is preempted: its blocks are
+// released and it goes back to the queue to be recomputed later (counted in its statistics).
+//
+// Thread-safe: submit, cancel and stats may be called from any thread while another runs
+// step() (or run()). Callbacks run on the stepping thread.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kv/kv_pool.h"
+#include "kv/prefix_cache.h"
+#include "model/forward.h"
+#include "runtime/generate.h"
+#include "runtime/sampler.h"
+
+namespace muse {
+
+class Model;
+class Tokenizer;
+class ThreadPool;
+
+using RequestId = int64_t;
+
+struct SchedulerConfig {
+  size_t kv_budget_bytes = size_t(512) << 20;
+  KvType kv_type = KvType::kF16;
+  int block_tokens = 16;
+  int max_batch_tokens = 256;  // tokens per forward pass (decode steps plus prompt chunks)
+  int max_running = 64;        // requests advanced together
+  int max_context = 4096;      // prompt plus generated tokens of one request
+};
+
+struct Request {
+  std::vector<int32_t> prompt;  // for a fork: the tokens that follow the parent's
+  int max_tokens = 256;
+  SamplingParams sampling;
+  bool stop_at_eog = true;
+  RequestId fork_of = -1;  // a running request whose sequence (so far) this one continues
+};
+
+struct RequestStats {
+  int prompt_tokens = 0;
+  int cached_tokens = 0;  // prompt tokens whose KV came from the prefix cache or a fork
+  int generated = 0;
+  int preemptions = 0;
+  double queued_seconds = 0, prefill_seconds = 0, decode_seconds = 0;
+  bool finished = false;
+  FinishReason finish = FinishReason::kLength;
+  double decode_rate() const {
+    return decode_seconds > 0 && generated > 1 ? (generated - 1) / decode_seconds : 0;
+  }
+};
+
+struct TokenEvent {
+  RequestId id;
+  int32_t token = -1;  // -1 on the final event of a cancelled or failed request
+  bool done = false;
+  FinishReason finish = FinishReason::kLength;
+};
+using TokenCallbackFn = std::function<void(const TokenEvent&)>;
+
+class Scheduler {
+ public:
+  Scheduler(const Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
+            const SchedulerConfig& config);
+  ~Scheduler();
+
+  RequestId submit(Request request, TokenCallbackFn on_token = {});
+  void cancel(RequestId id);
+  RequestStats stats(RequestId id) const;
+
+  // One forward pass over the current batch; false when there was nothing to do.
+  bool step();
+  void run_until_idle();
+
+  // KV bytes in use now (blocks referenced by requests or the prefix cache, each counted once).
+  size_t kv_bytes() const;
+  const KvPool& kv() const { return *kv_; }
+  int running() const;
+  int waiting() const;
+  int cached_blocks() const;  // blocks the prefix cache holds
+
+ private:
+  struct Active;
+  struct Event {
+    TokenCallbackFn callback;
+    TokenEvent event;
+  };
+  // One step's work under the lock; emit(request, token, last, why) queues a callback.
+  template <typename Emit>
+  bool advance(const Emit& emit);
+  bool admit(Active& a);
+  bool reserve(Active& a, int n);
+  void preempt_newest(const Active* keep);
+  void finish(Active& a, FinishReason why);
+
+  const Model& model_;
+  const Tokenizer& tokenizer_;
+  SchedulerConfig config_;
+  std::unique_ptr<KvPool> kv_;
+  std::unique_ptr<PrefixCache> prefix_;
+  BatchForward forward_;
+  mutable std::mutex mu_;
+  RequestId next_id_ = 0;
+  std::deque<std::unique_ptr<Active>> waiting_;
+  std::vector<std::unique_ptr<Active>> running_;
+  std::map<RequestId, RequestStats> stats_;
+  std::vector<RequestId> cancelled_;
+  std::vector<float> logits_;
+};
+
+}  // namespace muse
