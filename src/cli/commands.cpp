@@ -298,6 +298,10 @@ int bench_parallel(const Args& a, const Model& model, int threads) {
   int cached = 0;
   for (RequestId id : ids) {
     const RequestStats st = scheduler.stats(id);
+    if (st.finish == FinishReason::kContextFull)
+      fail("the KV budget (", human_bytes(double(scheduler.kv().n_blocks()) * double(scheduler.kv().block_bytes())),
+           ", ", scheduler.kv().n_blocks() * scheduler.kv().block_tokens(),
+           " token slots) cannot hold one sequence: raise --kv-budget-mib");
     per_seq += st.decode_rate() / double(n_seq);
     cached += st.cached_tokens;
   }
