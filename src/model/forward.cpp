@@ -50,12 +50,14 @@ void add_bias(float* y, const std::vector<float>& b, int rows, int dim) {
 
 }  // namespace
 
-BatchForward::BatchForward(const Model& model, ThreadPool& pool, int max_tokens, int max_ctx)
+BatchForward::BatchForward(const Model& model, ThreadPool& pool, int max_tokens, int max_ctx,
+                           size_t max_scores)
     : model_(model),
       c_(model.config()),
       pool_(pool),
       max_tokens_(std::max(1, max_tokens)),
       max_ctx_(std::max(1, max_ctx)),
+      max_scores_(std::max<size_t>(1, max_scores)),
       rope_(c_.n_rot, c_.rope_base, c_.rope_freq_scale, c_.rope_style, model.rope_freq_factors()) {
   const size_t B = size_t(max_tokens_);
   x_.resize(B * c_.n_embd);
@@ -67,22 +69,27 @@ BatchForward::BatchForward(const Model& model, ThreadPool& pool, int max_tokens,
   gate_.resize(B * c_.n_ff);
   up_.resize(B * c_.n_ff);
   tmp_.resize(B * c_.n_embd);
-  scores_.resize(size_t(pool.size()) * max_ctx_);
-  rows_.resize(size_t(pool.size()) * std::max(c_.head_dim, c_.head_dim_v));
   rope_cos_.resize(B * rope_.pairs());
   rope_sin_.resize(B * rope_.pairs());
 }
 
 // Causal attention of every batch token over its own sequence's cached positions 0..pos.
+//
+// Work is organised by KV block: each block's rows for a KV head are converted to float once
+// and then read by every query that needs them (the grouped heads, and every sequence that
+// shares the block, e.g. a common prompt). A query still sees its keys in position order, with
+// the same arithmetic as when it runs alone, so results do not depend on the batch.
 void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, const KvPool& kv,
                              const std::vector<const KvSequence*>& sequences) {
-  const int hd = c_.head_dim, hdv = c_.head_dim_v, group = c_.n_head / c_.n_head_kv;
+  const int hd = c_.head_dim, hdv = c_.head_dim_v, n_head = c_.n_head, n_kv = c_.n_head_kv;
+  const int group = n_head / n_kv;
   const float scale = 1.0f / std::sqrt(float(hd));
   const KernelSet& kern = kernels();
   const int bt = kv.block_tokens();
   const KvType type = kv.config().type;
+  const bool f16 = type == KvType::kF16;
   const size_t k_row = kv.k_row_bytes(), v_row = kv.v_row_bytes();
-  // Byte offset of a head's slice within a row.
+  const int n = int(batch.size());
   auto head_offset = [&](int head, int dim) -> size_t {
     switch (type) {
       case KvType::kF16: return size_t(head) * dim * 2;
@@ -91,56 +98,104 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
     }
     return 0;
   };
-  const int n = int(batch.size());
-  pool_.parallel_for(int64_t(n) * c_.n_head, [&](int64_t task, int thread) {
-    const int i = int(task / c_.n_head), h = int(task % c_.n_head);
-    const int kvh = h / group;
-    const KvSequence& seq = *sequences[size_t(batch[size_t(i)].seq)];
-    const int n_keys = batch[size_t(i)].pos + 1;
-    const float* q_row = q_.data() + size_t(i) * c_.q_dim() + size_t(h) * hd;
-    float q[1024];
-    // With an F16 cache, products are taken at F16 input precision (q and the attention
-    // weights rounded to F16), as llama.cpp computes them: this keeps logits within 1e-3 of
-    // the reference on F32 models instead of 5e-3.
-    const bool f16 = type == KvType::kF16;
-    for (int d = 0; d < hd; ++d) q[d] = f16 ? round_to_fp16(q_row[d]) : q_row[d];
-    float* s = scores_.data() + size_t(thread) * max_ctx_;
-    float* row = rows_.data() + size_t(thread) * std::max(hd, hdv);
-    const size_t k_off = head_offset(kvh, hd), v_off = head_offset(kvh, hdv);
-    for (int j = 0; j < n_keys; ++j) {
-      const uint8_t* k = kv.keys(seq.blocks()[size_t(j / bt)], layer) + size_t(j % bt) * k_row + k_off;
-      float dot = 0;
-      if (f16) {
-        dot = kern.dot_f16(q, reinterpret_cast<const uint16_t*>(k), hd);
-      } else {
-        const float* kf = reinterpret_cast<const float*>(k);
-        if (type == KvType::kQ8_0) {
-          dequantize_row(GgmlType::Q8_0, k, row, hd);
-          kf = row;
+  // Rows [0, rows) of a block for one KV head, as floats.
+  auto load_rows = [&](const uint8_t* base, size_t row_bytes, size_t offset, int dim, int rows, float* out) {
+    for (int r = 0; r < rows; ++r) {
+      const uint8_t* src = base + size_t(r) * row_bytes + offset;
+      float* dst = out + size_t(r) * dim;
+      if (f16) kern.f16_to_f32(reinterpret_cast<const uint16_t*>(src), dst, dim);
+      else if (type == KvType::kF32) std::memcpy(dst, src, size_t(dim) * 4);
+      else dequantize_row(GgmlType::Q8_0, src, dst, dim);
+    }
+  };
+  // With an F16 cache, products are taken at F16 input precision (q and the attention weights
+  // rounded to F16), as llama.cpp computes them: this keeps logits within 1e-3 of the
+  // reference on F32 models instead of 5e-3.
+  if (f16)
+    for (size_t j = 0; j < size_t(n) * c_.q_dim(); ++j) q_[j] = round_to_fp16(q_[j]);
+
+  // Tokens go through in ranges whose scores fit max_scores_ floats (a long prompt chunk over
+  // a long context would otherwise need gigabytes).
+  for (int t0 = 0, t1; t0 < n; t0 = t1) {
+    size_t need = 0;
+    for (t1 = t0; t1 < n; ++t1) {
+      const size_t more = size_t(batch[size_t(t1)].pos + 1) * n_head;
+      if (t1 > t0 && need + more > max_scores_) break;
+      need += more;
+    }
+    // Which blocks each token reads, ordered by position in the sequence, then block: a query
+    // meets its keys in position order.
+    struct Use {
+      int32_t index, block, token;
+    };
+    std::vector<Use> uses;
+    for (int i = t0; i < t1; ++i) {
+      const KvSequence& seq = *sequences[size_t(batch[size_t(i)].seq)];
+      const int n_keys = batch[size_t(i)].pos + 1;
+      for (int b = 0; b * bt < n_keys; ++b) uses.push_back({b, seq.blocks()[size_t(b)], i});
+    }
+    std::sort(uses.begin(), uses.end(), [](const Use& x, const Use& y) {
+      return x.index != y.index ? x.index < y.index : x.block != y.block ? x.block < y.block : x.token < y.token;
+    });
+    // Scores: per token, n_head rows of its key count.
+    std::vector<size_t> score_at(size_t(t1 - t0) + 1, 0);
+    for (int i = t0; i < t1; ++i)
+      score_at[size_t(i - t0) + 1] = score_at[size_t(i - t0)] + size_t(batch[size_t(i)].pos + 1) * n_head;
+    scores_.resize(score_at.back());
+    auto scores = [&](int i, int h) {
+      return scores_.data() + score_at[size_t(i - t0)] + size_t(h) * size_t(batch[size_t(i)].pos + 1);
+    };
+    auto valid_rows = [&](const Use& u) { return std::min(bt, batch[size_t(u.token)].pos + 1 - u.index * bt); };
+
+    // Tasks: a KV head and a share of the tokens (more shares when there are few KV heads).
+    const int shares = std::max(1, std::min(t1 - t0, (2 * pool_.size() + n_kv - 1) / n_kv));
+    const size_t row_floats = size_t(bt) * std::max(hd, hdv);
+    rows_.resize(size_t(pool_.size()) * row_floats);
+    auto for_each_block = [&](int kvh, int share, int thread, bool values) {
+      float* rows = rows_.data() + size_t(thread) * row_floats;
+      for (size_t g = 0; g < uses.size();) {
+        size_t end = g;
+        int need = 0;
+        while (end < uses.size() && uses[end].index == uses[g].index && uses[end].block == uses[g].block) {
+          if (uses[end].token % shares == share) need = std::max(need, valid_rows(uses[end]));
+          ++end;
         }
-        for (int d = 0; d < hd; ++d) dot += q[d] * kf[d];
+        if (need > 0) {
+          const int32_t block = uses[g].block;
+          if (values) load_rows(kv.values(block, layer), v_row, head_offset(kvh, hdv), hdv, need, rows);
+          else load_rows(kv.keys(block, layer), k_row, head_offset(kvh, hd), hd, need, rows);
+          for (size_t u = g; u < end; ++u) {
+            if (uses[u].token % shares != share) continue;
+            const int i = uses[u].token, valid = valid_rows(uses[u]);
+            for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
+              float* s = scores(i, h) + size_t(uses[u].index) * bt;
+              if (values)
+                kern.weighted_rows(s, rows, valid, hdv, attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv);
+              else
+                kern.dot_rows(q_.data() + size_t(i) * c_.q_dim() + size_t(h) * hd, rows, valid, hd, scale, s);
+            }
+          }
+        }
+        g = end;
       }
-      s[j] = dot * scale;
-    }
-    softmax(s, n_keys);
-    if (f16)
-      for (int j = 0; j < n_keys; ++j) s[j] = round_to_fp16(s[j]);
-    float* out = attn_.data() + size_t(i) * c_.n_head * hdv + size_t(h) * hdv;
-    std::fill(out, out + hdv, 0.0f);
-    for (int j = 0; j < n_keys; ++j) {
-      const uint8_t* v = kv.values(seq.blocks()[size_t(j / bt)], layer) + size_t(j % bt) * v_row + v_off;
-      if (f16) {
-        kern.axpy_f16(s[j], reinterpret_cast<const uint16_t*>(v), out, hdv);
-        continue;
-      }
-      const float* vf = reinterpret_cast<const float*>(v);
-      if (type == KvType::kQ8_0) {
-        dequantize_row(GgmlType::Q8_0, v, row, hdv);
-        vf = row;
-      }
-      for (int d = 0; d < hdv; ++d) out[d] += s[j] * vf[d];
-    }
-  });
+    };
+    pool_.parallel_for(int64_t(n_kv) * shares, [&](int64_t task, int thread) {
+      for_each_block(int(task / shares), int(task % shares), thread, false);
+    });
+    pool_.parallel_for(int64_t(t1 - t0) * n_head, [&](int64_t task, int) {
+      const int i = t0 + int(task / n_head), h = int(task % n_head);
+      const int n_keys = batch[size_t(i)].pos + 1;
+      float* s = scores(i, h);
+      softmax(s, n_keys);
+      if (f16)
+        for (int j = 0; j < n_keys; ++j) s[j] = round_to_fp16(s[j]);
+      float* out = attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv;
+      std::fill(out, out + hdv, 0.0f);
+    });
+    pool_.parallel_for(int64_t(n_kv) * shares, [&](int64_t task, int thread) {
+      for_each_block(int(task / shares), int(task % shares), thread, true);
+    });
+  }
 }
 
 void BatchForward::run(const std::vector<BatchToken>& batch, KvPool& kv,

@@ -28,8 +28,10 @@ struct BatchToken {
 
 class BatchForward {
  public:
-  // Scratch for up to max_tokens tokens per pass and attention spans up to max_ctx positions.
-  BatchForward(const Model& model, ThreadPool& pool, int max_tokens, int max_ctx);
+  // Scratch for up to max_tokens tokens per pass and attention spans up to max_ctx positions;
+  // attention scores are held for at most max_scores floats at a time.
+  BatchForward(const Model& model, ThreadPool& pool, int max_tokens, int max_ctx,
+               size_t max_scores = size_t(4) << 20);
 
   // Writes each token's keys and values into its sequence's slot at pos (the caller reserved
   // it) and runs the model. A token attends to positions 0..pos of its sequence, so tokens of
@@ -48,6 +50,7 @@ class BatchForward {
   const ModelConfig& c_;
   ThreadPool& pool_;
   int max_tokens_, max_ctx_;
+  size_t max_scores_;
   Rope rope_;
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_, scores_, rows_;
   std::vector<float> rope_cos_, rope_sin_;  // per token of the batch: the rotation angles

@@ -92,6 +92,24 @@ TEST_F(ForwardTest, MixedBatchMatchesEachSequenceAlone) {
   }
 }
 
+// Attention in several token ranges (a small score budget) computes the same as in one.
+TEST_F(ForwardTest, AttentionInRangesMatchesOneRange) {
+  const int V = model_->config().n_vocab;
+  const auto t = tokens(40, 6);
+  std::vector<float> whole(size_t(V) * 40), ranged(size_t(V) * 40);
+  for (size_t max_scores : {size_t(4) << 20, size_t(300)}) {
+    KvPool kv(pool_config());
+    KvSequence seq;
+    ASSERT_TRUE(seq.reserve(kv, 40));
+    std::vector<BatchToken> batch;
+    for (int i = 0; i < 40; ++i) batch.push_back({t[size_t(i)], i, 0, true});
+    BatchForward fwd(*model_, pool_, 64, 256, max_scores);
+    fwd.run(batch, kv, {&seq}, (max_scores == 300 ? ranged : whole).data());
+    seq.release(kv);
+  }
+  EXPECT_EQ(0, std::memcmp(whole.data(), ranged.data(), whole.size() * 4));
+}
+
 TEST_F(ForwardTest, ForksContinueFromTheSharedPrefix) {
   const int V = model_->config().n_vocab;
   KvPool kv(pool_config());

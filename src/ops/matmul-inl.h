@@ -723,25 +723,35 @@ void gemm_rows_float(const GemmTask& g) {
 }
 #endif
 
-float dot_f16(const float* x, const uint16_t* y, int n) {
-  __m256 acc = _mm256_setzero_ps();
+void f16_to_f32(const uint16_t* x, float* y, int n) {
   int i = 0;
   for (; i + 8 <= n; i += 8)
-    acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + i),
-                          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y + i))), acc);
-  float s = hsum(acc);
-  for (; i < n; ++i) s += x[i] * half(y[i]);
-  return s;
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  for (; i < n; ++i) y[i] = half(x[i]);
 }
 
-void axpy_f16(float a, const uint16_t* x, float* y, int n) {
-  const __m256 va = _mm256_set1_ps(a);
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, v, _mm256_loadu_ps(y + i)));
+void dot_rows(const float* q, const float* rows, int n_rows, int dim, float scale, float* s) {
+  for (int r = 0; r < n_rows; ++r) {
+    const float* y = rows + size_t(r) * dim;
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(y + i), acc);
+    float d = hsum(acc);
+    for (; i < dim; ++i) d += q[i] * y[i];
+    s[r] = d * scale;
   }
-  for (; i < n; ++i) y[i] += a * half(x[i]);
+}
+
+void weighted_rows(const float* p, const float* rows, int n_rows, int dim, float* out) {
+  int i = 0;
+  for (; i + 8 <= dim; i += 8) {
+    __m256 acc = _mm256_loadu_ps(out + i);
+    for (int r = 0; r < n_rows; ++r)
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[r]), _mm256_loadu_ps(rows + size_t(r) * dim + i), acc);
+    _mm256_storeu_ps(out + i, acc);
+  }
+  for (; i < dim; ++i)
+    for (int r = 0; r < n_rows; ++r) out[i] = std::fma(p[r], rows[size_t(r) * dim + i], out[i]);
 }
 
 KernelSet make(const char* name) {
@@ -775,8 +785,9 @@ KernelSet make(const char* name) {
   k.gemm_rows[int(GgmlType::Q5_K)] = gemm_rows<GgmlType::Q5_K>;
   k.gemm_rows[int(GgmlType::Q6_K)] = gemm_rows<GgmlType::Q6_K>;
 #endif
-  k.dot_f16 = dot_f16;
-  k.axpy_f16 = axpy_f16;
+  k.f16_to_f32 = f16_to_f32;
+  k.dot_rows = dot_rows;
+  k.weighted_rows = weighted_rows;
   return k;
 }
 

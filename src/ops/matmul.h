@@ -78,8 +78,14 @@ struct KernelSet {
   GemmKernel gemm[kGgmlTypeLimit];
   // Batched (prompt) kernels over whole groups of kRowGroup rows; null where the set has none.
   GemmKernel gemm_rows[kGgmlTypeLimit];
-  float (*dot_f16)(const float* x, const uint16_t* y, int n);
-  void (*axpy_f16)(float a, const uint16_t* x, float* y, int n);  // y += a * x
+  // Attention over KV rows: a block of F16 rows is converted once, then every query that reads
+  // it uses the float kernels.
+  void (*f16_to_f32)(const uint16_t* x, float* y, int n);
+  // s[r] = scale * (q . rows[r]) for n_rows rows of dim floats.
+  void (*dot_rows)(const float* q, const float* rows, int n_rows, int dim, float scale, float* s);
+  // out += sum over r of p[r] * rows[r], one fused multiply-add per row and element in row order
+  // (so the result is the same however the rows are split into calls).
+  void (*weighted_rows)(const float* p, const float* rows, int n_rows, int dim, float* out);
 };
 const KernelSet& kernels_for(SimdLevel level);
 const KernelSet& kernels();  // the best for this CPU (see simd_level())

@@ -90,13 +90,19 @@ void gemm(const GemmTask& g) {
   else gemm_quantized(g, kType);
 }
 
-float dot_f16(const float* x, const uint16_t* y, int n) {
-  float s = 0;
-  for (int i = 0; i < n; ++i) s += x[i] * fp16_to_float(y[i]);
-  return s;
+void f16_to_f32(const uint16_t* x, float* y, int n) {
+  for (int i = 0; i < n; ++i) y[i] = fp16_to_float(x[i]);
 }
-void axpy_f16(float a, const uint16_t* x, float* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] += a * fp16_to_float(x[i]);
+void dot_rows(const float* q, const float* rows, int n_rows, int dim, float scale, float* s) {
+  for (int r = 0; r < n_rows; ++r) {
+    float d = 0;
+    for (int i = 0; i < dim; ++i) d += q[i] * rows[size_t(r) * dim + i];
+    s[r] = d * scale;
+  }
+}
+void weighted_rows(const float* p, const float* rows, int n_rows, int dim, float* out) {
+  for (int i = 0; i < dim; ++i)
+    for (int r = 0; r < n_rows; ++r) out[i] = std::fma(p[r], rows[size_t(r) * dim + i], out[i]);
 }
 
 KernelSet make() {
@@ -113,8 +119,9 @@ KernelSet make() {
   k.gemm[int(GgmlType::Q4_K)] = gemm<GgmlType::Q4_K>;
   k.gemm[int(GgmlType::Q5_K)] = gemm<GgmlType::Q5_K>;
   k.gemm[int(GgmlType::Q6_K)] = gemm<GgmlType::Q6_K>;
-  k.dot_f16 = dot_f16;
-  k.axpy_f16 = axpy_f16;
+  k.f16_to_f32 = f16_to_f32;
+  k.dot_rows = dot_rows;
+  k.weighted_rows = weighted_rows;
   return k;
 }
 

@@ -167,22 +167,42 @@ TEST(Matmul, ThreadCountDoesNotChangeResults) {
   EXPECT_EQ(y1, y2);
 }
 
-TEST(AttentionKernels, F16DotAndAxpyMatchScalar) {
-  const int n = 77;
-  const std::vector<float> x = random_normal(n, 9), yf = random_normal(n, 10);
-  std::vector<uint16_t> y(n);
-  for (int i = 0; i < n; ++i) y[i] = float_to_fp16(yf[i]);
-  double ref = 0, mag = 0;
-  for (int i = 0; i < n; ++i) {
-    ref += double(x[i]) * fp16_to_float(y[i]);
-    mag += std::fabs(double(x[i]) * fp16_to_float(y[i]));
-  }
+// The attention kernels against float64: conversion is exact; a dot product's error is that of
+// float32 summation (2e-6 of the sum of magnitudes covers 77 terms); weighted rows are one FMA
+// per row and element, so splitting the rows over two calls changes nothing.
+TEST(AttentionKernels, ConversionDotsAndWeightedRowsMatchFloat64) {
+  const int n = 77, rows = 5;
+  const std::vector<float> q = random_normal(n, 9), yf = random_normal(size_t(n) * rows, 10), p = random_normal(rows, 11);
+  std::vector<uint16_t> y(yf.size());
+  for (size_t i = 0; i < y.size(); ++i) y[i] = float_to_fp16(yf[i]);
   for (SimdLevel level : available_levels()) {
     const KernelSet& k = kernels_for(level);
-    EXPECT_NEAR(k.dot_f16(x.data(), y.data(), n), ref, 2e-6 * mag) << k.name;
-    std::vector<float> acc(x);
-    k.axpy_f16(0.75f, y.data(), acc.data(), n);
-    for (int i = 0; i < n; ++i) EXPECT_NEAR(acc[i], x[i] + 0.75f * fp16_to_float(y[i]), 1e-6f) << k.name;
+    std::vector<float> yc(y.size());
+    k.f16_to_f32(y.data(), yc.data(), int(y.size()));
+    for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(yc[i], fp16_to_float(y[i])) << k.name;
+    std::vector<float> s(rows);
+    k.dot_rows(q.data(), yc.data(), rows, n, 0.5f, s.data());
+    for (int r = 0; r < rows; ++r) {
+      double ref = 0, mag = 0;
+      for (int i = 0; i < n; ++i) {
+        ref += double(q[size_t(i)]) * yc[size_t(r) * n + i];
+        mag += std::fabs(double(q[size_t(i)]) * yc[size_t(r) * n + i]);
+      }
+      EXPECT_NEAR(s[size_t(r)], 0.5 * ref, 1e-6 * mag) << k.name;
+    }
+    std::vector<float> whole(q), split(q);
+    k.weighted_rows(p.data(), yc.data(), rows, n, whole.data());
+    k.weighted_rows(p.data(), yc.data(), 2, n, split.data());
+    k.weighted_rows(p.data() + 2, yc.data() + 2 * n, rows - 2, n, split.data());
+    for (int i = 0; i < n; ++i) {
+      double ref = q[size_t(i)], mag = std::fabs(q[size_t(i)]);
+      for (int r = 0; r < rows; ++r) {
+        ref += double(p[size_t(r)]) * yc[size_t(r) * n + i];
+        mag += std::fabs(double(p[size_t(r)]) * yc[size_t(r) * n + i]);
+      }
+      EXPECT_NEAR(whole[size_t(i)], ref, 1e-6 * mag) << k.name;
+      EXPECT_EQ(whole[size_t(i)], split[size_t(i)]) << k.name;
+    }
   }
 }
 
