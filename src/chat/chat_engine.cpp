@@ -107,17 +107,15 @@ ChatReply ChatEngine::reply(const ChatRequest& request, const ChatCallback& on_d
     reply.tool_calls.insert(reply.tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
     if (!d.empty() && on_delta && !on_delta(d)) cancelled = true;
   };
-  // The parser reads pieces with special tokens rendered, token by token (the generator's own
-  // text hides them).
-  StreamDecoder special_text(tokenizer_, /*render_special=*/true);
-  reply.generation = generator_.generate(gen, [&](int32_t token, std::string_view) {
-    const std::string piece = special_text.push(token);
-    raw += piece;
-    token_ends.push_back(raw.size());
-    deliver(parser.feed(piece));
+  // The parser reads the generated text with special tokens rendered, stop strings removed.
+  gen.render_special = true;
+  reply.generation = generator_.generate(gen, [&](int32_t token, std::string_view text) {
+    raw += text;
+    if (token >= 0) token_ends.push_back(raw.size());
+    else if (!token_ends.empty()) token_ends.back() = raw.size();  // held-back text of the last token
+    deliver(parser.feed(text));
     return !cancelled;
   });
-  deliver(parser.feed(special_text.flush()));
   deliver(parser.finish());
   if (const size_t end = reasoning_end(raw, format); end != std::string::npos) {
     for (size_t e : token_ends) {

@@ -79,6 +79,18 @@ TEST_F(ChatEngineTest, SplitsReasoningAndCountsItsTokens) {
   EXPECT_EQ(message.at("reasoning_content").as_string(), reply.reasoning);
 }
 
+// Stop strings end the reply: neither the stop string nor what follows reaches the content.
+TEST_F(ChatEngineTest, StopStringsAreNotInTheReply) {
+  Session session(*model_, pool_, {.n_ctx = 1024});
+  ChatEngine engine(*tokenizer_, *template_, session);
+  ChatRequest request = ask("Count", R"(root ::= "<think>\n\n</think>\n\n" [a-z]{2,6} " STOP " [a-z]{2,6})");
+  request.generation.stop = {"STOP"};
+  const ChatReply reply = engine.reply(request);
+  EXPECT_EQ(reply.generation.finish, FinishReason::kStopString);
+  EXPECT_EQ(reply.content.find("STOP"), std::string::npos) << reply.content;
+  EXPECT_FALSE(reply.content.empty());
+}
+
 TEST_F(ChatEngineTest, ParsesToolCallsAndKeepsHistoryCached) {
   Session session(*model_, pool_, {.n_ctx = 1024});
   ChatEngine engine(*tokenizer_, *template_, session);

@@ -216,7 +216,7 @@ int cmd_run(const Argv& argv) {
   const GenerationResult g = generator.generate(generation, [&](int32_t token, std::string_view text) {
     if (json) return true;
     if (text_out) std::fwrite(text.data(), 1, text.size(), stdout);
-    else std::printf("%s%d", first ? "" : " ", token);
+    else if (token >= 0) std::printf("%s%d", first ? "" : " ", token);
     first = false;
     std::fflush(stdout);
     return true;

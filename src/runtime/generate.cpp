@@ -81,7 +81,7 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
     sampler.set_grammar(request.grammar, grammar_vocab_);
   }
   for (int32_t id : prompt) sampler.accept(id, /*apply_grammar=*/false);  // penalties see it
-  StreamDecoder decoder(tokenizer_);
+  StreamDecoder decoder(tokenizer_, request.render_special);
   StopMatcher stops(request.stop);
   auto emit = [&](int32_t token, const std::string& text) {
     result.text += text;
@@ -119,7 +119,7 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
     std::string rest = tail.text;
     if (tail.reason == StopMatcher::Reason::kStopString) result.finish = FinishReason::kStopString;
     else rest += stops.flush();
-    if (!rest.empty()) emit(result.tokens.back(), rest);
+    if (!rest.empty()) emit(-1, rest);
   }
   result.decode_seconds = seconds(t1);
   return result;

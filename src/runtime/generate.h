@@ -25,6 +25,8 @@ struct GenerationRequest {
   SamplingParams sampling;
   std::vector<std::string> stop;  // stop strings (not included in the text)
   std::shared_ptr<const Grammar> grammar;  // constrained decoding (GBNF or from a JSON schema)
+  // Text of control tokens in the output (chat output parsers need "<tool_call>" and the like).
+  bool render_special = false;
 };
 
 struct GenerationResult {
@@ -40,7 +42,8 @@ struct GenerationResult {
 
 // Called after each generated token (end-of-generation tokens excepted) with the text that
 // became safe to show (often empty: part of a character, or maybe the start of a stop
-// string); returning false cancels the generation.
+// string), and once more with token -1 for text still held back when generation ends;
+// returning false cancels the generation.
 using TokenCallback = std::function<bool(int32_t token, std::string_view text)>;
 
 class Generator {

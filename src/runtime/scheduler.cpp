@@ -68,21 +68,29 @@ RequestId Scheduler::submit(Request request, TokenCallbackFn on_token) {
   a->request = std::move(request);
   a->on_token = std::move(on_token);
   a->submitted = Clock::now();
+  // Everything that can fail is checked before a fork takes references on its parent's blocks.
+  Active* parent = nullptr;
   if (a->request.fork_of >= 0) {
-    auto parent = std::find_if(running_.begin(), running_.end(),
-                               [&](const auto& r) { return r->id == a->request.fork_of; });
-    if (parent == running_.end()) fail("fork_of: request ", a->request.fork_of, " is not running");
-    // The fork shares the parent's blocks as they are now.
-    Active& p = **parent;
-    a->seq = p.seq.fork(*kv_);
-    a->tokens.assign(p.tokens.begin(), p.tokens.begin() + p.seq.length());
-    if (a->request.prompt.empty() && a->seq.length() > 0) a->seq.truncate(*kv_, a->seq.length() - 1);
+    auto it = std::find_if(running_.begin(), running_.end(),
+                           [&](const auto& r) { return r->id == a->request.fork_of; });
+    if (it == running_.end()) fail("fork_of: request ", a->request.fork_of, " is not running");
+    parent = it->get();
+    // A parent still reading its prompt has no complete state to continue from.
+    if (parent->pending() > 1 || parent->seq.length() == 0)
+      fail("fork_of: request ", a->request.fork_of, " has not finished reading its prompt");
+    a->tokens.assign(parent->tokens.begin(), parent->tokens.begin() + parent->seq.length());
   } else if (a->request.prompt.empty()) {
     fail("the prompt is empty");
   }
   a->tokens.insert(a->tokens.end(), a->request.prompt.begin(), a->request.prompt.end());
   if (int(a->tokens.size()) >= config_.max_context)
     fail("the prompt (", a->tokens.size(), " tokens) does not fit the context of ", config_.max_context);
+  if (parent) {
+    // The fork shares the parent's blocks as they are now; with no text of its own it reruns
+    // the parent's last token for the logits of its first.
+    a->seq = parent->seq.fork(*kv_);
+    if (a->request.prompt.empty()) a->seq.truncate(*kv_, a->seq.length() - 1);
+  }
   a->id = next_id_++;
   RequestStats& st = stats_[a->id];
   st.prompt_tokens = int(a->tokens.size());
@@ -239,6 +247,7 @@ bool Scheduler::advance(const Emit& emit) {
 
     // The batch: one token from every generating request first (fairness), then prompt
     // chunks in admission order while the token budget lasts.
+    bool finished_any = false;
     struct Slot {
       Active* a;
       int n;
@@ -257,6 +266,7 @@ bool Scheduler::advance(const Emit& emit) {
             finish(*a, FinishReason::kContextFull);
             emit(*a, -1, true, FinishReason::kContextFull);
             a->tokens.clear();  // marks it for removal below
+            finished_any = true;
           } else {
             preempt_newest(nullptr);  // the newest is this request: it waits for the others
           }
@@ -272,7 +282,7 @@ bool Scheduler::advance(const Emit& emit) {
              std::none_of(running_.begin(), running_.end(), [&](const auto& r) { return r.get() == s.a; });
     });
     std::erase_if(running_, [](const auto& r) { return r->tokens.empty(); });
-    if (slots.empty()) return false;
+    if (slots.empty()) return finished_any;
 
     std::vector<BatchToken> batch;
     std::vector<const KvSequence*> sequences;

@@ -142,6 +142,26 @@ TEST_F(SchedulerTest, ForkContinuesItsParent) {
   EXPECT_THROW(s.submit(orphan), Error);
 }
 
+TEST_F(SchedulerTest, RefusedForksTakeNoBlocks) {
+  SchedulerConfig c = config();
+  c.max_context = 64;
+  c.max_batch_tokens = 16;  // the 40-token prompt takes three steps
+  Scheduler s(*model_, *tokenizer_, pool_, c);
+  const RequestId reading = s.submit(request(prompt(40, 5), 10));
+  s.step();
+  ASSERT_EQ(s.stats(reading).generated, 0);
+  Request early = request({1, 2});
+  early.fork_of = reading;
+  EXPECT_THROW(s.submit(early), Error);  // nothing complete to continue from yet
+  while (s.stats(reading).generated == 0) ASSERT_TRUE(s.step());
+  const int free_before = s.kv().n_free();
+  Request too_long = request(prompt(30, 6));  // 40 + generated + 30 > 64
+  too_long.fork_of = reading;
+  EXPECT_THROW(s.submit(too_long), Error);
+  EXPECT_EQ(s.kv().n_free(), free_before);  // no references left behind
+  s.run_until_idle();
+}
+
 TEST_F(SchedulerTest, CancelStopsARequestAndFreesItsBlocks) {
   Scheduler s(*model_, *tokenizer_, pool_, config());
   Collected got;

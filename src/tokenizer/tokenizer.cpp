@@ -1,6 +1,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <queue>
 #include <utility>
 
@@ -278,7 +279,7 @@ void Tokenizer::load(const GgufFile& file) {
   // Phi-3's added tokens strip the whitespace that follows them (rstrip in its tokenizer
   // config), except the ones named below.
   std::string name = file.get_string("general.name");
-  std::transform(name.begin(), name.end(), name.begin(), [](char c) { return char(std::tolower(c)); });
+  std::transform(name.begin(), name.end(), name.begin(), [](char c) { return char(std::tolower(uint8_t(c))); });
   const bool phi3 = name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos;
 
   for (size_t i = 0; i < n; ++i) {
@@ -437,9 +438,13 @@ std::string Tokenizer::make_piece(int32_t id) const {
     case TokenType::kUserDefined:
       return tok.text;
     case TokenType::kByte:
-      if (tok.text.size() == 6 && tok.text.compare(0, 3, "<0x") == 0)
-        return std::string(1, char(std::stoi(tok.text.substr(3, 2), nullptr, 16)));
-      return tok.text;
+      if (tok.text.size() == 6 && tok.text.compare(0, 3, "<0x") == 0 && tok.text[5] == '>') {
+        char* end = nullptr;
+        const std::string hex = tok.text.substr(3, 2);
+        const long byte = std::strtol(hex.c_str(), &end, 16);
+        if (end == hex.c_str() + 2) return std::string(1, char(byte));
+      }
+      return tok.text;  // a byte token not named <0xXX>: its text
     case TokenType::kNormal:
     case TokenType::kUnused:
     case TokenType::kUndefined:
