@@ -11,23 +11,12 @@ namespace {
 // Where the reasoning block of raw output ends, for counting thinking tokens; npos while open
 // (or when the format has no such marker).
 size_t reasoning_end(const std::string& raw, const OutputFormat& format) {
-  const char* close = nullptr;
-  switch (format.reasoning) {
-    case ReasoningSyntax::kThink:
-    case ReasoningSyntax::kGranite:
-      close = "</think>";
-      break;
-    case ReasoningSyntax::kMistral:
-      close = "[/THINK]";
-      break;
-    case ReasoningSyntax::kHarmony:
-      close = "<|channel|>final";
-      break;
-    case ReasoningSyntax::kNone:
-      return std::string::npos;
-  }
+  // gpt-oss ends its analysis channel by starting the final one.
+  const std::string close = format.reasoning == ReasoningSyntax::kHarmony ? "<|channel|>final"
+                                                                         : reasoning_tags(format.reasoning).close;
+  if (close.empty()) return std::string::npos;
   const size_t at = raw.find(close);
-  return at == std::string::npos ? at : at + std::char_traits<char>::length(close);
+  return at == std::string::npos ? at : at + close.size();
 }
 
 }  // namespace
@@ -99,7 +88,7 @@ ChatReply ChatEngine::reply(const ChatRequest& request, const ChatCallback& on_d
   // each token's text ends in it.
   std::string raw;
   std::vector<size_t> token_ends;
-  if (format.starts_in_reasoning) raw = "<think>";
+  if (format.starts_in_reasoning) raw = reasoning_tags(format.reasoning).open;
   bool cancelled = false;
   auto deliver = [&](const OutputDelta& d) {
     reply.reasoning += d.reasoning;

@@ -206,21 +206,25 @@ void OutputParser::Sink::put(std::string_view text, std::string& out) {
   pending_space.assign(text.substr(end));
 }
 
-OutputParser::OutputParser(OutputFormat format, uint64_t id_seed)
-    : format_(format), id_rng_(id_seed) {
-  switch (format_.reasoning) {
+ReasoningTags reasoning_tags(ReasoningSyntax reasoning) {
+  switch (reasoning) {
     case ReasoningSyntax::kThink:
     case ReasoningSyntax::kGranite:
-      open_tag_ = "<think>";
-      close_tag_ = "</think>";
-      break;
+      return {"<think>", "</think>"};
     case ReasoningSyntax::kMistral:
-      open_tag_ = "[THINK]";
-      close_tag_ = "[/THINK]";
-      break;
-    default:
+      return {"[THINK]", "[/THINK]"};
+    case ReasoningSyntax::kNone:
+    case ReasoningSyntax::kHarmony:
       break;
   }
+  return {};
+}
+
+OutputParser::OutputParser(OutputFormat format, uint64_t id_seed)
+    : format_(format), id_rng_(id_seed) {
+  const ReasoningTags tags = reasoning_tags(format_.reasoning);
+  open_tag_ = tags.open;
+  close_tag_ = tags.close;
   switch (format_.tool_calls) {
     case ToolCallSyntax::kHermes:
       content_markers_ = {std::string(kHermesOpen)};

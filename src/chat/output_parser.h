@@ -39,6 +39,14 @@ struct OutputFormat {
   bool starts_in_reasoning = false;
 };
 
+// The text that opens and closes a reasoning block ("<think>", "</think>"); empty for
+// syntaxes without such tags (none; gpt-oss, which uses channels).
+struct ReasoningTags {
+  const char* open = "";
+  const char* close = "";
+};
+ReasoningTags reasoning_tags(ReasoningSyntax reasoning);
+
 // The output format a chat template's source text implies (by the markers it mentions).
 OutputFormat detect_output_format(std::string_view chat_template);
 // Whether a rendered prompt ends inside an open reasoning block.

@@ -255,7 +255,7 @@ int bench_parallel(const Args& a, const Model& model, int threads) {
   sc.kv_type = kv_type_from_name(a.get("--kv-type", "f16"));
   sc.max_running = int(n_seq);
   sc.max_context = int(n_prefix + n_gen + 1);
-  KvPoolConfig kc{c.n_layer, c.kv_dim(), c.v_dim(), sc.block_tokens, sc.kv_type};
+  const KvPoolConfig kc = kv_pool_config(c, sc.kv_type, sc.block_tokens, 0);
   // Room for the prefix once and every sequence's own tokens, plus a block each to spare.
   const long long blocks = (n_prefix + sc.block_tokens - 1) / sc.block_tokens +
                            n_seq * ((n_gen + 1 + sc.block_tokens - 1) / sc.block_tokens + 2);

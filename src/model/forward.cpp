@@ -50,6 +50,17 @@ void add_bias(float* y, const std::vector<float>& b, int rows, int dim) {
 
 }  // namespace
 
+KvPoolConfig kv_pool_config(const ModelConfig& c, KvType type, int block_tokens, size_t budget_bytes) {
+  KvPoolConfig k;
+  k.n_layer = c.n_layer;
+  k.kv_dim = c.kv_dim();
+  k.v_dim = c.v_dim();
+  k.block_tokens = block_tokens;
+  k.type = type;
+  k.budget_bytes = budget_bytes;
+  return k;
+}
+
 BatchForward::BatchForward(const Model& model, ThreadPool& pool, int max_tokens, int max_ctx,
                            size_t max_scores)
     : model_(model),

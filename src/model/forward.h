@@ -19,6 +19,9 @@ namespace muse {
 
 class ThreadPool;
 
+// A KV pool shaped for this model's layers and rows.
+KvPoolConfig kv_pool_config(const ModelConfig& c, KvType type, int block_tokens, size_t budget_bytes);
+
 struct BatchToken {
   int32_t token = 0;
   int32_t pos = 0;   // position in its sequence

@@ -22,13 +22,7 @@ class ForwardTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { delete model_; }
   static KvPoolConfig pool_config(KvType type = KvType::kF16) {
-    const ModelConfig& c = model_->config();
-    KvPoolConfig k;
-    k.n_layer = c.n_layer;
-    k.kv_dim = c.kv_dim();
-    k.v_dim = c.v_dim();
-    k.block_tokens = 8;
-    k.type = type;
+    KvPoolConfig k = kv_pool_config(model_->config(), type, 8, 0);
     k.budget_bytes = 64 * KvPool::block_bytes_for(k);
     return k;
   }

@@ -12,12 +12,7 @@ constexpr int kBlockTokens = 16;
 
 // A pool of exactly the blocks n_ctx tokens need.
 KvPoolConfig session_pool(const ModelConfig& c, int n_ctx, KvType type) {
-  KvPoolConfig k;
-  k.n_layer = c.n_layer;
-  k.kv_dim = c.kv_dim();
-  k.v_dim = c.v_dim();
-  k.block_tokens = kBlockTokens;
-  k.type = type;
+  KvPoolConfig k = kv_pool_config(c, type, kBlockTokens, 0);
   k.budget_bytes = size_t((n_ctx + kBlockTokens - 1) / kBlockTokens) * KvPool::block_bytes_for(k);
   return k;
 }

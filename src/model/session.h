@@ -35,7 +35,6 @@ class Session {
   // Forgets every position from n on, keeping the cached prefix (a chat turn that shares its
   // history with the previous prompt only runs the new part).
   void truncate(int n);
-  size_t kv_bytes() const { return kv_->bytes_in_use(); }
 
  private:
   const ModelConfig& c_;

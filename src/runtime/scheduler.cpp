@@ -16,17 +16,6 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-KvPoolConfig pool_config(const ModelConfig& c, const SchedulerConfig& s) {
-  KvPoolConfig k;
-  k.n_layer = c.n_layer;
-  k.kv_dim = c.kv_dim();
-  k.v_dim = c.v_dim();
-  k.block_tokens = s.block_tokens;
-  k.type = s.kv_type;
-  k.budget_bytes = s.kv_budget_bytes;
-  return k;
-}
-
 }  // namespace
 
 struct Scheduler::Active {
@@ -46,7 +35,8 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, ThreadPool&
     : model_(model),
       tokenizer_(tokenizer),
       config_(config),
-      kv_(std::make_unique<KvPool>(pool_config(model.config(), config))),
+      kv_(std::make_unique<KvPool>(
+          kv_pool_config(model.config(), config.kv_type, config.block_tokens, config.kv_budget_bytes))),
       prefix_(std::make_unique<PrefixCache>(*kv_)),
       forward_(model, pool, config.max_batch_tokens, std::min(config.max_context, model.config().n_ctx_train)) {
   if (config.max_batch_tokens < 1 || config.max_running < 1) fail("scheduler: batch limits must be positive");

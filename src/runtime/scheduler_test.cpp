@@ -56,8 +56,7 @@ class SchedulerTest : public ::testing::Test {
   SchedulerConfig config(size_t budget_blocks = 256) const {
     SchedulerConfig c;
     c.block_tokens = 8;
-    KvPoolConfig k{model_->config().n_layer, model_->config().kv_dim(), model_->config().v_dim(), 8};
-    c.kv_budget_bytes = budget_blocks * KvPool::block_bytes_for(k);
+    c.kv_budget_bytes = budget_blocks * KvPool::block_bytes_for(kv_pool_config(model_->config(), c.kv_type, 8, 0));
     c.max_batch_tokens = 64;
     return c;
   }
