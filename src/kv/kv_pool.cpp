@@ -38,7 +38,9 @@ KvType kv_type_from_name(const std::string& name) {
 
 size_t KvPool::block_bytes_for(const KvPoolConfig& c) {
   const GgmlType t = storage_type(c.type);
-  return (row_bytes(t, c.kv_dim) + row_bytes(t, c.v_dim)) * size_t(c.block_tokens) * size_t(c.n_layer);
+  const int heads = std::max(1, c.n_heads);
+  return (row_bytes(t, c.kv_dim / heads) + row_bytes(t, c.v_dim / heads)) * size_t(heads) *
+         size_t(c.block_tokens) * size_t(c.n_layer);
 }
 
 KvPool::KvPool(const KvPoolConfig& config) : config_(config) {
@@ -46,20 +48,25 @@ KvPool::KvPool(const KvPoolConfig& config) : config_(config) {
     fail("KV pool: layers and row sizes must be positive");
   if (config.block_tokens <= 0 || config.block_tokens > 4096)
     fail("KV pool: block size must be between 1 and 4096 tokens");
-  if (config.type == KvType::kQ8_0 && (config.kv_dim % 32 || config.v_dim % 32))
-    fail("KV cache type q8_0 needs rows that are multiples of 32 values (this model has ",
-         config.kv_dim, " and ", config.v_dim, ")");
+  if (config.n_heads <= 0 || config.kv_dim % config.n_heads || config.v_dim % config.n_heads)
+    fail("KV pool: rows of ", config.kv_dim, " and ", config.v_dim, " values do not split into ",
+         config.n_heads, " heads");
+  const int k_head = config.kv_dim / config.n_heads, v_head = config.v_dim / config.n_heads;
+  if (config.type == KvType::kQ8_0 && (k_head % 32 || v_head % 32))
+    fail("KV cache type q8_0 needs heads that are multiples of 32 values (this model has ", k_head,
+         " and ", v_head, ")");
   const GgmlType t = storage_type(config.type);
-  k_row_bytes_ = row_bytes(t, config.kv_dim);
-  v_row_bytes_ = row_bytes(t, config.v_dim);
-  k_block_bytes_ = k_row_bytes_ * size_t(config.block_tokens);
-  layer_bytes_ = k_block_bytes_ + v_row_bytes_ * size_t(config.block_tokens);
+  k_head_bytes_ = row_bytes(t, k_head);
+  v_head_bytes_ = row_bytes(t, v_head);
+  k_head_block_bytes_ = k_head_bytes_ * size_t(config.block_tokens);
+  v_head_block_bytes_ = v_head_bytes_ * size_t(config.block_tokens);
   block_bytes_ = block_bytes_for(config);
   const size_t n = config.budget_bytes / block_bytes_;
   if (n == 0)
     fail("KV budget of ", config.budget_bytes, " bytes is smaller than one block (", block_bytes_, " bytes)");
   if (n > size_t(1) << 30) fail("KV budget too large");
   storage_.resize(n * block_bytes_);
+  values_offset_ = n * k_head_block_bytes_ * size_t(config.n_heads) * size_t(config.n_layer);
   refs_.assign(n, 0);
   free_.reserve(n);
   for (size_t b = n; b-- > 0;) free_.push_back(int32_t(b));  // lowest ids first
@@ -83,27 +90,33 @@ void KvPool::release(int32_t block) {
   if (--refs_[size_t(block)] == 0) free_.push_back(block);
 }
 
-uint8_t* KvPool::base(int32_t block, int layer) const {
-  return const_cast<uint8_t*>(storage_.data()) + size_t(block) * block_bytes_ + size_t(layer) * layer_bytes_;
-}
-
 void KvPool::copy_block(int32_t from, int32_t to) {
-  std::memcpy(base(to, 0), base(from, 0), block_bytes_);
+  for (int l = 0; l < config_.n_layer; ++l)
+    for (int h = 0; h < config_.n_heads; ++h) {
+      std::memcpy(key_rows(to, l, h), key_rows(from, l, h), k_head_block_bytes_);
+      std::memcpy(value_rows(to, l, h), value_rows(from, l, h), v_head_block_bytes_);
+    }
 }
 
 void KvPool::write(int32_t block, int slot, int layer, const float* k, const float* v) {
   const GgmlType t = storage_type(config_.type);
-  uint8_t* b = base(block, layer);
-  quantize_row(t, k, b + size_t(slot) * k_row_bytes_, config_.kv_dim);
-  quantize_row(t, v, b + k_block_bytes_ + size_t(slot) * v_row_bytes_, config_.v_dim);
+  const int k_head = config_.kv_dim / config_.n_heads, v_head = config_.v_dim / config_.n_heads;
+  for (int h = 0; h < config_.n_heads; ++h) {
+    quantize_row(t, k + size_t(h) * k_head, key_rows(block, layer, h) + size_t(slot) * k_head_bytes_, k_head);
+    quantize_row(t, v + size_t(h) * v_head, value_rows(block, layer, h) + size_t(slot) * v_head_bytes_, v_head);
+  }
 }
 
 void KvPool::read_key(int32_t block, int slot, int layer, float* out) const {
-  dequantize_row(storage_type(config_.type), keys(block, layer) + size_t(slot) * k_row_bytes_, out, config_.kv_dim);
+  const int k_head = config_.kv_dim / config_.n_heads;
+  for (int h = 0; h < config_.n_heads; ++h)
+    dequantize_row(storage_type(config_.type), keys(block, layer, h) + size_t(slot) * k_head_bytes_, out + size_t(h) * k_head, k_head);
 }
 
 void KvPool::read_value(int32_t block, int slot, int layer, float* out) const {
-  dequantize_row(storage_type(config_.type), values(block, layer) + size_t(slot) * v_row_bytes_, out, config_.v_dim);
+  const int v_head = config_.v_dim / config_.n_heads;
+  for (int h = 0; h < config_.n_heads; ++h)
+    dequantize_row(storage_type(config_.type), values(block, layer, h) + size_t(slot) * v_head_bytes_, out + size_t(h) * v_head, v_head);
 }
 
 bool KvSequence::reserve(KvPool& pool, int n) {

@@ -18,6 +18,9 @@ struct KvPoolConfig {
   int n_layer = 0;
   int kv_dim = 0;  // key values per token and layer (kv heads x head dim)
   int v_dim = 0;
+  // Rows split into this many heads; a block stores each head's rows together (keys of head 0
+  // for every slot, then head 1, ...), so attention over one head reads contiguous memory.
+  int n_heads = 1;
   int block_tokens = 16;
   KvType type = KvType::kF16;
   size_t budget_bytes = size_t(256) << 20;  // the pool holds as many blocks as fit
@@ -45,20 +48,31 @@ class KvPool {
 
   // Stores one token's key and value rows (floats, converted to the pool's type).
   void write(int32_t block, int slot, int layer, const float* k, const float* v);
-  // Raw rows of a block for a layer: block_tokens rows of row_bytes each.
-  const uint8_t* keys(int32_t block, int layer) const { return base(block, layer); }
-  const uint8_t* values(int32_t block, int layer) const { return base(block, layer) + k_block_bytes_; }
-  size_t k_row_bytes() const { return k_row_bytes_; }
-  size_t v_row_bytes() const { return v_row_bytes_; }
+  // Raw rows of one head in a block: block_tokens rows of k_head_bytes() / v_head_bytes() each.
+  const uint8_t* keys(int32_t block, int layer, int head) const { return key_rows(block, layer, head); }
+  const uint8_t* values(int32_t block, int layer, int head) const { return value_rows(block, layer, head); }
+  size_t k_head_bytes() const { return k_head_bytes_; }
+  size_t v_head_bytes() const { return v_head_bytes_; }
   // One row back as floats (tests, and types without a fused kernel).
   void read_key(int32_t block, int slot, int layer, float* out) const;
   void read_value(int32_t block, int slot, int layer, float* out) const;
 
  private:
-  uint8_t* base(int32_t block, int layer) const;
+  // Storage runs keys then values, each ordered by layer, head, then block: one head's blocks
+  // in a layer are neighbours, so a sequence's blocks (allocated in order) stream from memory.
+  uint8_t* key_rows(int32_t block, int layer, int head) const {
+    return data() + (size_t(layer * config_.n_heads + head) * size_t(n_blocks()) + size_t(block)) * k_head_block_bytes_;
+  }
+  uint8_t* value_rows(int32_t block, int layer, int head) const {
+    return data() + values_offset_ +
+           (size_t(layer * config_.n_heads + head) * size_t(n_blocks()) + size_t(block)) * v_head_block_bytes_;
+  }
+  uint8_t* data() const { return const_cast<uint8_t*>(storage_.data()); }
 
   KvPoolConfig config_;
-  size_t k_row_bytes_ = 0, v_row_bytes_ = 0, k_block_bytes_ = 0, layer_bytes_ = 0, block_bytes_ = 0;
+  size_t k_head_bytes_ = 0, v_head_bytes_ = 0;              // one head's row
+  size_t k_head_block_bytes_ = 0, v_head_block_bytes_ = 0;  // one head's rows in a block
+  size_t values_offset_ = 0, block_bytes_ = 0;
   std::vector<uint8_t> storage_;
   std::vector<int> refs_;
   std::vector<int32_t> free_;

@@ -18,6 +18,7 @@ KvPoolConfig small_config(KvType type = KvType::kF16, int blocks = 8) {
   c.n_layer = 2;
   c.kv_dim = 64;
   c.v_dim = 64;
+  c.n_heads = 2;  // stored head by head: reads must put both halves of a row back in place
   c.block_tokens = 4;
   c.type = type;
   const size_t row = type == KvType::kF32 ? 4 * 64 : type == KvType::kF16 ? 2 * 64 : 2 * 34;

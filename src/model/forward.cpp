@@ -55,6 +55,7 @@ KvPoolConfig kv_pool_config(const ModelConfig& c, KvType type, int block_tokens,
   k.n_layer = c.n_layer;
   k.kv_dim = c.kv_dim();
   k.v_dim = c.v_dim();
+  k.n_heads = c.n_head_kv;
   k.block_tokens = block_tokens;
   k.type = type;
   k.budget_bytes = budget_bytes;
@@ -99,25 +100,14 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
   const int bt = kv.block_tokens();
   const KvType type = kv.config().type;
   const bool f16 = type == KvType::kF16;
-  const size_t k_row = kv.k_row_bytes(), v_row = kv.v_row_bytes();
+  const size_t k_row = kv.k_head_bytes(), v_row = kv.v_head_bytes();
   const int n = int(batch.size());
-  auto head_offset = [&](int head, int dim) -> size_t {
-    switch (type) {
-      case KvType::kF16: return size_t(head) * dim * 2;
-      case KvType::kF32: return size_t(head) * dim * 4;
-      case KvType::kQ8_0: return size_t(head) * dim / 32 * sizeof(BlockQ8_0);
-    }
-    return 0;
-  };
-  // Rows [0, rows) of a block for one KV head, as floats.
-  auto load_rows = [&](const uint8_t* base, size_t row_bytes, size_t offset, int dim, int rows, float* out) {
-    for (int r = 0; r < rows; ++r) {
-      const uint8_t* src = base + size_t(r) * row_bytes + offset;
-      float* dst = out + size_t(r) * dim;
-      if (f16) kern.f16_to_f32(reinterpret_cast<const uint16_t*>(src), dst, dim);
-      else if (type == KvType::kF32) std::memcpy(dst, src, size_t(dim) * 4);
-      else dequantize_row(GgmlType::Q8_0, src, dst, dim);
-    }
+  // Rows [0, rows) of one head's block, as floats.
+  auto load_rows = [&](const uint8_t* src, size_t row_bytes, int dim, int rows, float* out) {
+    if (f16) kern.f16_to_f32(reinterpret_cast<const uint16_t*>(src), out, rows * dim);
+    else if (type == KvType::kF32) std::memcpy(out, src, size_t(rows) * dim * 4);
+    else
+      for (int r = 0; r < rows; ++r) dequantize_row(GgmlType::Q8_0, src + size_t(r) * row_bytes, out + size_t(r) * dim, dim);
   };
   // With an F16 cache, products are taken at F16 input precision (q and the attention weights
   // rounded to F16), as llama.cpp computes them: this keeps logits within 1e-3 of the
@@ -173,8 +163,8 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
         }
         if (need > 0) {
           const int32_t block = uses[g].block;
-          if (values) load_rows(kv.values(block, layer), v_row, head_offset(kvh, hdv), hdv, need, rows);
-          else load_rows(kv.keys(block, layer), k_row, head_offset(kvh, hd), hd, need, rows);
+          if (values) load_rows(kv.values(block, layer, kvh), v_row, hdv, need, rows);
+          else load_rows(kv.keys(block, layer, kvh), k_row, hd, need, rows);
           for (size_t u = g; u < end; ++u) {
             if (uses[u].token % shares != share) continue;
             const int i = uses[u].token, valid = valid_rows(uses[u]);
@@ -197,9 +187,7 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
       const int i = t0 + int(task / n_head), h = int(task % n_head);
       const int n_keys = batch[size_t(i)].pos + 1;
       float* s = scores(i, h);
-      softmax(s, n_keys);
-      if (f16)
-        for (int j = 0; j < n_keys; ++j) s[j] = round_to_fp16(s[j]);
+      kern.softmax(s, n_keys, f16);
       float* out = attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv;
       std::fill(out, out + hdv, 0.0f);
     });

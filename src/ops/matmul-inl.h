@@ -369,6 +369,50 @@ inline __m512i nibbles_lo_hi(const uint8_t* p) {  // 32 bytes -> [low nibbles | 
   return _mm512_and_si512(both, _mm512_set1_epi8(0x0F));
 }
 
+// From NT <= 8 tokens on, a row's per-token integer sums are reduced together: each token's
+// lanes are folded into "pair form" ([token 2k: 8 lanes | token 2k+1: 8 lanes]) and four such
+// vectors are summed lane-wise into one 256-bit vector of eight token sums. Integer sums are
+// exact in any order, and the float steps then run on 8 lanes with the canonical arithmetic.
+template <int NT> constexpr bool kTokenVectors = NT >= 4;
+
+inline __m512i pair_form(__m512i a, __m512i b) {
+  return _mm512_add_epi32(_mm512_shuffle_i64x2(a, b, 0x44), _mm512_shuffle_i64x2(a, b, 0xEE));
+}
+inline __m256i sum_token_pairs(const __m512i (&pairs)[4]) {
+  // [t0 | t1 | t2 | t3] and [t4 | t5 | t6 | t7], four lanes each.
+  const __m512i y0 = _mm512_add_epi32(_mm512_shuffle_i32x4(pairs[0], pairs[1], 0x88),
+                                      _mm512_shuffle_i32x4(pairs[0], pairs[1], 0xDD));
+  const __m512i y1 = _mm512_add_epi32(_mm512_shuffle_i32x4(pairs[2], pairs[3], 0x88),
+                                      _mm512_shuffle_i32x4(pairs[2], pairs[3], 0xDD));
+  // 128-bit lane k: [t_k, t_{4+k}, ...] after two folds.
+  const __m512i z = _mm512_add_epi32(_mm512_unpacklo_epi32(y0, y1), _mm512_unpackhi_epi32(y0, y1));
+  const __m512i w = _mm512_add_epi32(z, _mm512_shuffle_epi32(z, _MM_PERM_BADC));
+  const __m512i order = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0);
+  return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, w));
+}
+// Two tokens' 16 int16 values per super-block side by side.
+inline __m512i two_rows16(const int16_t* a, const int16_t* b) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(load256(a)), load256(b), 1);
+}
+
+// The activation scales of a tile's tokens for every super-block, 8 per super-block (zero
+// past NT), so the float steps load one vector.
+template <int NT>
+const float* token_scales(const TokenTile<NT>& tok, int nsb) {
+  thread_local std::vector<float> da;
+  da.assign(size_t(nsb) * 8, 0.0f);
+  for (int i = 0; i < nsb; ++i)
+    for (int t = 0; t < NT; ++t) da[size_t(i) * 8 + t] = tok.d[t][i];
+  return da.data();
+}
+
+template <int NT>
+inline void store_tokens(const GemmTask& g, int t0, int64_t r, __m256 acc) {
+  alignas(32) float out[8];
+  _mm256_store_ps(out, acc);
+  for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = out[t];
+}
+
 template <bool kFiveBit, int NT>
 void gemm_q45k_tile_512(const GemmTask& g, int t0) {
   const int nsb = g.K / QK_K;
@@ -376,15 +420,16 @@ void gemm_q45k_tile_512(const GemmTask& g, int t0) {
   const auto& aq = tok.q;
   const auto& ad = tok.d;
   const auto& asum = tok.sum32;
+  [[maybe_unused]] const float* da = kTokenVectors<NT> ? token_scales(tok, nsb) : nullptr;
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const uint8_t* row = g.w + r * g.w_row_bytes;
     float acc[NT] = {};
+    [[maybe_unused]] __m256 acc8 = _mm256_setzero_ps();
     for (int i = 0; i < nsb; ++i) {
       const auto [scales, qs, qh, dh, dminh] = k_block<kFiveBit>(row, i);
       alignas(16) uint8_t sm[16];
       k_scales_mins(scales, sm);
       const __m512i sc = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(sm))));
-      const __m256i mins = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
       __m512i w[4];  // sub-blocks (2c, 2c+1) for chunk c: 64 consecutive values
       for (int c = 0; c < 4; ++c) w[c] = nibbles_lo_hi(qs + 32 * c);
       if constexpr (kFiveBit) {
@@ -398,17 +443,39 @@ void gemm_q45k_tile_512(const GemmTask& g, int t0) {
       __m512i s[4];
       for (int c = 0; c < 4; ++c) s[c] = pick_scales2(sc, 2 * c, 2 * c + 1);
       const float d = half(dh), dmin = half(dminh);
+      __m512i isum[NT];
       for (int t = 0; t < NT; ++t) {
         const int8_t* p = aq[t] + i * QK_K;
-        __m512i isum = _mm512_setzero_si512();
+        isum[t] = _mm512_setzero_si512();
         for (int c = 0; c < 4; ++c)
-          isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w[c], _mm512_loadu_si512(p + 64 * c)), s[c]);
-        const int32_t m = hsum_epi32(_mm256_mullo_epi32(mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(asum[t] + 8 * i))));
-        acc[t] = std::fma(float(hsum_epi32(isum)), d * ad[t][i], acc[t]);
-        acc[t] = std::fma(float(m), -(dmin * ad[t][i]), acc[t]);
+          isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(w[c], _mm512_loadu_si512(p + 64 * c)), s[c]);
+      }
+      if constexpr (kTokenVectors<NT>) {
+        // Mins per 32 values, each twice (they meet the activation sums per 16), for two tokens.
+        const __m128i m8 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
+        const __m512i mins2 = _mm512_broadcast_i64x4(_mm256_set_m128i(_mm_unpackhi_epi16(m8, m8), _mm_unpacklo_epi16(m8, m8)));
+        __m512i sums[4], mins[4];
+        for (int k = 0; k < 4; ++k) {
+          const int a = 2 * k, b = 2 * k + 1;
+          sums[k] = a < NT ? pair_form(isum[a], b < NT ? isum[b] : _mm512_setzero_si512()) : _mm512_setzero_si512();
+          mins[k] = a < NT ? _mm512_madd_epi16(mins2, two_rows16(tok.sum16[a] + 16 * i, tok.sum16[b < NT ? b : a] + 16 * i))
+                           : _mm512_setzero_si512();
+        }
+        const __m256 dav = _mm256_loadu_ps(da + size_t(i) * 8);
+        acc8 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_token_pairs(sums)), _mm256_mul_ps(_mm256_set1_ps(d), dav), acc8);
+        acc8 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_token_pairs(mins)), _mm256_mul_ps(_mm256_set1_ps(-dmin), dav), acc8);
+      } else {
+        const __m256i mins = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
+        for (int t = 0; t < NT; ++t) {
+          const int32_t m = hsum_epi32(_mm256_mullo_epi32(mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(asum[t] + 8 * i))));
+          acc[t] = std::fma(float(hsum_epi32(isum[t])), d * ad[t][i], acc[t]);
+          acc[t] = std::fma(float(m), -(dmin * ad[t][i]), acc[t]);
+        }
       }
     }
-    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
+    if constexpr (kTokenVectors<NT>) store_tokens<NT>(g, t0, r, acc8);
+    else
+      for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
   }
 }
 
@@ -419,6 +486,7 @@ void gemm_q6k_tile_512(const GemmTask& g, int t0) {
   const auto& aq = tok.q;
   const auto& ad = tok.d;
   const auto& bs = tok.sum16;
+  [[maybe_unused]] const float* da = kTokenVectors<NT> ? token_scales(tok, nsb) : nullptr;
   const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
   // Per 64-value half of a 128-value chunk, the qh shift differs: (0 | 2) and (4 | 6).
   const __m512i shift01 = _mm512_mask_set1_epi16(_mm512_setzero_si512(), 0xFFFF0000u, 2);
@@ -426,6 +494,7 @@ void gemm_q6k_tile_512(const GemmTask& g, int t0) {
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const BlockQ6_K* blocks = reinterpret_cast<const BlockQ6_K*>(g.w + r * g.w_row_bytes);
     float acc[NT] = {};
+    [[maybe_unused]] __m256 acc8 = _mm256_setzero_ps();
     for (int i = 0; i < nsb; ++i) {
       const BlockQ6_K& b = blocks[i];
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
@@ -442,17 +511,43 @@ void gemm_q6k_tile_512(const GemmTask& g, int t0) {
         s[2 * n + 1] = pick_scales4(scz, 8 * n + 4);
       }
       const float d = half(b.d);
-      for (int t = 0; t < NT; ++t) {
-        const __m256i off = _mm256_madd_epi16(load256(bs[t] + 16 * i), sc16);
-        __m512i isum = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5)));
-        isum = _mm512_inserti64x4(isum, _mm256_setzero_si256(), 1);
-        const int8_t* p = aq[t] + i * QK_K;
-        for (int k = 0; k < 4; ++k)
-          isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(p + 64 * k)), s[k]);
-        acc[t] = std::fma(float(hsum_epi32(isum)), d * ad[t][i], acc[t]);
+      if constexpr (kTokenVectors<NT>) {
+        // The -32 zero point, through the activation sums: -32 * sum_g sc[g] * sum16[g].
+        const __m512i sc2 = _mm512_broadcast_i64x4(sc16);
+        __m512i isum[NT], sums[4];
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* p = aq[t] + i * QK_K;
+          isum[t] = _mm512_setzero_si512();
+          for (int k = 0; k < 4; ++k)
+            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(p + 64 * k)), s[k]);
+        }
+        for (int k = 0; k < 4; ++k) {
+          const int a = 2 * k, c = 2 * k + 1;
+          if (a >= NT) {
+            sums[k] = _mm512_setzero_si512();
+            continue;
+          }
+          const __m512i off = _mm512_madd_epi16(two_rows16(bs[a] + 16 * i, bs[c < NT ? c : a] + 16 * i), sc2);
+          const __m512i pair = pair_form(isum[a], c < NT ? isum[c] : _mm512_setzero_si512());
+          sums[k] = _mm512_sub_epi32(pair, _mm512_slli_epi32(c < NT ? off : _mm512_maskz_mov_epi32(0x00FF, off), 5));
+        }
+        acc8 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_token_pairs(sums)),
+                               _mm256_mul_ps(_mm256_set1_ps(d), _mm256_loadu_ps(da + size_t(i) * 8)), acc8);
+      } else {
+        for (int t = 0; t < NT; ++t) {
+          const __m256i off = _mm256_madd_epi16(load256(bs[t] + 16 * i), sc16);
+          __m512i isum = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5)));
+          isum = _mm512_inserti64x4(isum, _mm256_setzero_si256(), 1);
+          const int8_t* p = aq[t] + i * QK_K;
+          for (int k = 0; k < 4; ++k)
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(p + 64 * k)), s[k]);
+          acc[t] = std::fma(float(hsum_epi32(isum)), d * ad[t][i], acc[t]);
+        }
       }
     }
-    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
+    if constexpr (kTokenVectors<NT>) store_tokens<NT>(g, t0, r, acc8);
+    else
+      for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
   }
 }
 #endif
@@ -723,36 +818,13 @@ void gemm_rows_float(const GemmTask& g) {
 }
 #endif
 
-void f16_to_f32(const uint16_t* x, float* y, int n) {
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
-  for (; i < n; ++i) y[i] = half(x[i]);
-}
+}  // namespace
+}  // namespace muse::MUSE_SIMD_NS
 
-void dot_rows(const float* q, const float* rows, int n_rows, int dim, float scale, float* s) {
-  for (int r = 0; r < n_rows; ++r) {
-    const float* y = rows + size_t(r) * dim;
-    __m256 acc = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(y + i), acc);
-    float d = hsum(acc);
-    for (; i < dim; ++i) d += q[i] * y[i];
-    s[r] = d * scale;
-  }
-}
+#include "ops/attention-inl.h"
 
-void weighted_rows(const float* p, const float* rows, int n_rows, int dim, float* out) {
-  int i = 0;
-  for (; i + 8 <= dim; i += 8) {
-    __m256 acc = _mm256_loadu_ps(out + i);
-    for (int r = 0; r < n_rows; ++r)
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[r]), _mm256_loadu_ps(rows + size_t(r) * dim + i), acc);
-    _mm256_storeu_ps(out + i, acc);
-  }
-  for (; i < dim; ++i)
-    for (int r = 0; r < n_rows; ++r) out[i] = std::fma(p[r], rows[size_t(r) * dim + i], out[i]);
-}
+namespace muse::MUSE_SIMD_NS {
+namespace {
 
 KernelSet make(const char* name) {
   KernelSet k{};
@@ -788,6 +860,7 @@ KernelSet make(const char* name) {
   k.f16_to_f32 = f16_to_f32;
   k.dot_rows = dot_rows;
   k.weighted_rows = weighted_rows;
+  k.softmax = softmax;
   return k;
 }
 

@@ -86,6 +86,9 @@ struct KernelSet {
   // out += sum over r of p[r] * rows[r], one fused multiply-add per row and element in row order
   // (so the result is the same however the rows are split into calls).
   void (*weighted_rows)(const float* p, const float* rows, int n_rows, int dim, float* out);
+  // In place softmax over n scores; with round_f16 the probabilities are rounded to F16
+  // precision afterwards.
+  void (*softmax)(float* x, int n, bool round_f16);
 };
 const KernelSet& kernels_for(SimdLevel level);
 const KernelSet& kernels();  // the best for this CPU (see simd_level())

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "ops/matmul.h"
+#include "ops/ops.h"
 #include "ops/row_decode.h"
 #include "util/fp16.h"
 
@@ -105,6 +106,12 @@ void weighted_rows(const float* p, const float* rows, int n_rows, int dim, float
     for (int r = 0; r < n_rows; ++r) out[i] = std::fma(p[r], rows[size_t(r) * dim + i], out[i]);
 }
 
+void softmax_rounded(float* x, int n, bool round_f16) {
+  softmax(x, n);
+  if (round_f16)
+    for (int i = 0; i < n; ++i) x[i] = round_to_fp16(x[i]);
+}
+
 KernelSet make() {
   KernelSet k{};
   k.name = "scalar";
@@ -122,6 +129,7 @@ KernelSet make() {
   k.f16_to_f32 = f16_to_f32;
   k.dot_rows = dot_rows;
   k.weighted_rows = weighted_rows;
+  k.softmax = softmax_rounded;
   return k;
 }
 

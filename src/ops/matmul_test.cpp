@@ -2,12 +2,11 @@
 
 #include <gtest/gtest.h>
 
-#include "testing/test_support.h"
-
 #include <cmath>
 #include <random>
 #include <vector>
 
+#include "testing/test_support.h"
 #include "util/fp16.h"
 #include "util/thread_pool.h"
 
@@ -45,9 +44,10 @@ TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
   for (int r = 0; r < rows; ++r)
     quantize_row(type, wf.data() + size_t(r) * K, w.data() + r * row_bytes(type, K), K);
   std::vector<float> wd(size_t(rows) * K);
-  for (int r = 0; r < rows; ++r) dequantize_row(type, w.data() + r * row_bytes(type, K), &wd[size_t(r) * K], K);
+  for (int r = 0; r < rows; ++r)
+    dequantize_row(type, w.data() + r * row_bytes(type, K), &wd[size_t(r) * K], K);
 
-  for (int T : {1, 2, 5, 9}) {
+  for (int T : {1, 2, 4, 5, 7, 9}) {  // every tile width (and both reduction paths) of the kernels
     const std::vector<float> x = random_normal(size_t(T) * K, 100 + T);
     QuantizedActs acts;
     quantize_acts(x.data(), K, T, K, act_format(type), acts);
@@ -55,7 +55,8 @@ TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
     std::vector<double> xd(size_t(T) * K);
     for (int t = 0; t < T; ++t)
       for (int k = 0; k < K; ++k) {
-        if (acts.format == ActFormat::kF32) xd[size_t(t) * K + k] = x[size_t(t) * K + k];
+        if (acts.format == ActFormat::kF32)
+          xd[size_t(t) * K + k] = x[size_t(t) * K + k];
         else {
           const int unit = acts.format == ActFormat::kQ8Block32 ? QK : QK_K;
           xd[size_t(t) * K + k] = double(acts.d_row(t)[k / unit]) * acts.q_row(t)[k];
@@ -105,12 +106,13 @@ TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
             mag += std::fabs(p);
           }
           ASSERT_NEAR(y[size_t(t) * rows + r], ref, 2e-5 * mag + 1e-6)
-              << type_name(type) << " K=" << K << " T=" << T << " row " << r << " token " << t << " kernels " << name;
+              << type_name(type) << " K=" << K << " T=" << T << " row " << r << " token " << t
+              << " kernels " << name;
         }
       // Quantized weights: every kernel follows the canonical arithmetic (matmul.h) exactly.
       if (act_format(type) != ActFormat::kF32) {
-        ASSERT_EQ(y, results.front().second) << type_name(type) << " K=" << K << " T=" << T << ": " << name
-                                             << " differs from " << results.front().first;
+        ASSERT_EQ(y, results.front().second) << type_name(type) << " K=" << K << " T=" << T << ": "
+                                             << name << " differs from " << results.front().first;
       }
     }
   }
@@ -122,8 +124,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{GgmlType::F16, 576}, Case{GgmlType::BF16, 48}, Case{GgmlType::BF16, 576},
                       Case{GgmlType::Q4_0, 32}, Case{GgmlType::Q4_0, 576}, Case{GgmlType::Q4_1, 96},
                       Case{GgmlType::Q5_0, 576}, Case{GgmlType::Q5_1, 96}, Case{GgmlType::Q8_0, 32},
-                      Case{GgmlType::Q8_0, 576}, Case{GgmlType::Q4_K, 256}, Case{GgmlType::Q4_K, 768},
-                      Case{GgmlType::Q5_K, 256}, Case{GgmlType::Q5_K, 768}, Case{GgmlType::Q6_K, 256},
+                      Case{GgmlType::Q8_0, 576}, Case{GgmlType::Q4_K, 256},
+                      Case{GgmlType::Q4_K, 768}, Case{GgmlType::Q5_K, 256},
+                      Case{GgmlType::Q5_K, 768}, Case{GgmlType::Q6_K, 256},
                       Case{GgmlType::Q6_K, 768}),
     [](const auto& info) {
       return std::string(type_name(info.param.type)) + "_K" + std::to_string(info.param.K);
@@ -141,7 +144,8 @@ TEST(ActivationQuantization, ValuesWithinHalfAStep) {
     for (int t = 0; t < T; ++t)
       for (int k = 0; k < K; ++k) {
         const float d = a.d_row(t)[k / unit];
-        ASSERT_NEAR(a.q_row(t)[k] * d, x[size_t(t) * K + k], 0.5f * std::fabs(d) * (1 + 128.0f / 2048) + 1e-7f);
+        ASSERT_NEAR(a.q_row(t)[k] * d, x[size_t(t) * K + k],
+                    0.5f * std::fabs(d) * (1 + 128.0f / 2048) + 1e-7f);
       }
     if (fmt == ActFormat::kQ8Block256)
       for (int t = 0; t < T; ++t)
@@ -155,9 +159,11 @@ TEST(ActivationQuantization, ValuesWithinHalfAStep) {
 
 TEST(Matmul, ThreadCountDoesNotChangeResults) {
   const int K = 768, rows = 301, T = 7;
-  const std::vector<float> wf = random_normal(size_t(rows) * K, 3), x = random_normal(size_t(T) * K, 4);
+  const std::vector<float> wf = random_normal(size_t(rows) * K, 3),
+                           x = random_normal(size_t(T) * K, 4);
   std::vector<uint8_t> w(row_bytes(GgmlType::Q4_K, K) * rows);
-  for (int r = 0; r < rows; ++r) quantize_row(GgmlType::Q4_K, &wf[size_t(r) * K], &w[r * row_bytes(GgmlType::Q4_K, K)], K);
+  for (int r = 0; r < rows; ++r)
+    quantize_row(GgmlType::Q4_K, &wf[size_t(r) * K], &w[r * row_bytes(GgmlType::Q4_K, K)], K);
   const Matrix m{GgmlType::Q4_K, w.data(), rows, K};
   std::vector<float> y1(size_t(T) * rows), y2(size_t(T) * rows);
   QuantizedActs scratch;
@@ -168,40 +174,73 @@ TEST(Matmul, ThreadCountDoesNotChangeResults) {
 }
 
 // The attention kernels against float64: conversion is exact; a dot product's error is that of
-// float32 summation (2e-6 of the sum of magnitudes covers 77 terms); weighted rows are one FMA
-// per row and element, so splitting the rows over two calls changes nothing.
+// float32 summation (1e-6 of the sum of magnitudes covers 77 terms); weighted rows are one FMA
+// per row and element, so splitting the rows over two calls changes nothing. 21 rows cover a
+// full group of vector lanes and a partial one; a row's score must not depend on its group.
 TEST(AttentionKernels, ConversionDotsAndWeightedRowsMatchFloat64) {
-  const int n = 77, rows = 5;
-  const std::vector<float> q = random_normal(n, 9), yf = random_normal(size_t(n) * rows, 10), p = random_normal(rows, 11);
-  std::vector<uint16_t> y(yf.size());
-  for (size_t i = 0; i < y.size(); ++i) y[i] = float_to_fp16(yf[i]);
-  for (SimdLevel level : available_levels()) {
-    const KernelSet& k = kernels_for(level);
-    std::vector<float> yc(y.size());
-    k.f16_to_f32(y.data(), yc.data(), int(y.size()));
-    for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(yc[i], fp16_to_float(y[i])) << k.name;
-    std::vector<float> s(rows);
-    k.dot_rows(q.data(), yc.data(), rows, n, 0.5f, s.data());
-    for (int r = 0; r < rows; ++r) {
-      double ref = 0, mag = 0;
-      for (int i = 0; i < n; ++i) {
-        ref += double(q[size_t(i)]) * yc[size_t(r) * n + i];
-        mag += std::fabs(double(q[size_t(i)]) * yc[size_t(r) * n + i]);
-      }
-      EXPECT_NEAR(s[size_t(r)], 0.5 * ref, 1e-6 * mag) << k.name;
-    }
-    std::vector<float> whole(q), split(q);
-    k.weighted_rows(p.data(), yc.data(), rows, n, whole.data());
-    k.weighted_rows(p.data(), yc.data(), 2, n, split.data());
-    k.weighted_rows(p.data() + 2, yc.data() + 2 * n, rows - 2, n, split.data());
-    for (int i = 0; i < n; ++i) {
-      double ref = q[size_t(i)], mag = std::fabs(q[size_t(i)]);
+  for (int n : {77, 128}) {  // any length, and a usual head size (unrolled kernels)
+    const int rows = 21;
+    const std::vector<float> q = random_normal(n, 9), yf = random_normal(size_t(n) * rows, 10),
+                             p = random_normal(rows, 11);
+    std::vector<uint16_t> y(yf.size());
+    for (size_t i = 0; i < y.size(); ++i) y[i] = float_to_fp16(yf[i]);
+    for (SimdLevel level : available_levels()) {
+      const KernelSet& k = kernels_for(level);
+      std::vector<float> yc(y.size());
+      k.f16_to_f32(y.data(), yc.data(), int(y.size()));
+      for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(yc[i], fp16_to_float(y[i])) << k.name;
+      std::vector<float> s(rows);
+      k.dot_rows(q.data(), yc.data(), rows, n, 0.5f, s.data());
       for (int r = 0; r < rows; ++r) {
-        ref += double(p[size_t(r)]) * yc[size_t(r) * n + i];
-        mag += std::fabs(double(p[size_t(r)]) * yc[size_t(r) * n + i]);
+        double ref = 0, mag = 0;
+        for (int i = 0; i < n; ++i) {
+          ref += double(q[size_t(i)]) * yc[size_t(r) * n + i];
+          mag += std::fabs(double(q[size_t(i)]) * yc[size_t(r) * n + i]);
+        }
+        EXPECT_NEAR(s[size_t(r)], 0.5 * ref, 1e-6 * mag) << k.name;
+        float alone;
+        k.dot_rows(q.data(), yc.data() + size_t(r) * n, 1, n, 0.5f, &alone);
+        EXPECT_EQ(alone, s[size_t(r)]) << k.name << " row " << r;
       }
-      EXPECT_NEAR(whole[size_t(i)], ref, 1e-6 * mag) << k.name;
-      EXPECT_EQ(whole[size_t(i)], split[size_t(i)]) << k.name;
+      std::vector<float> whole(q), split(q);
+      k.weighted_rows(p.data(), yc.data(), rows, n, whole.data());
+      k.weighted_rows(p.data(), yc.data(), 2, n, split.data());
+      k.weighted_rows(p.data() + 2, yc.data() + 2 * n, rows - 2, n, split.data());
+      for (int i = 0; i < n; ++i) {
+        double ref = q[size_t(i)], mag = std::fabs(q[size_t(i)]);
+        for (int r = 0; r < rows; ++r) {
+          ref += double(p[size_t(r)]) * yc[size_t(r) * n + i];
+          mag += std::fabs(double(p[size_t(r)]) * yc[size_t(r) * n + i]);
+        }
+        EXPECT_NEAR(whole[size_t(i)], ref, 1e-6 * mag) << k.name;
+        EXPECT_EQ(whole[size_t(i)], split[size_t(i)]) << k.name;
+      }
+    }
+  }
+}
+
+// Softmax against float64 over lengths around the vector width, with scores spread over +-30
+// so that some probabilities are tiny: the vector exp is within 2 ulp and the sum adds a few
+// more, so 1e-6 relative plus 1e-12 absolute holds. With F16 rounding, every probability is an
+// F16 value within half an F16 ulp (2^-11 relative) of the float result.
+TEST(AttentionKernels, SoftmaxMatchesFloat64) {
+  for (int n : {1, 7, 16, 17, 33, 577}) {
+    std::vector<float> x = random_normal(size_t(n), 20 + n);
+    for (float& v : x) v *= 10;
+    double mx = -1e300, sum = 0;
+    for (float v : x) mx = std::max(mx, double(v));
+    for (float v : x) sum += std::exp(double(v) - mx);
+    for (SimdLevel level : available_levels()) {
+      const KernelSet& k = kernels_for(level);
+      std::vector<float> p(x), p16(x);
+      k.softmax(p.data(), n, false);
+      k.softmax(p16.data(), n, true);
+      for (int i = 0; i < n; ++i) {
+        const double ref = std::exp(double(x[size_t(i)]) - mx) / sum;
+        EXPECT_NEAR(p[size_t(i)], ref, 1e-6 * ref + 1e-12) << k.name << " n=" << n << " i=" << i;
+        EXPECT_EQ(p16[size_t(i)], round_to_fp16(p16[size_t(i)])) << k.name;
+        EXPECT_NEAR(p16[size_t(i)], ref, ref / 2048 + 1e-7) << k.name;
+      }
     }
   }
 }

@@ -1,0 +1,238 @@
+// SIMD attention kernels (included by matmul-inl.h inside its instruction-set namespace).
+//
+// A query's scores for a block of key rows, softmax, and the probability-weighted sum of value
+// rows. Each result is computed with arithmetic that depends only on the query and its own
+// rows: a key row's dot product is summed lane by lane and then reduced in a fixed tree, so
+// the same query gets the same scores however many rows (or other queries) share the call.
+
+#include <algorithm>
+#include <cmath>
+
+namespace muse::MUSE_SIMD_NS {
+namespace {
+
+#ifdef __AVX512F__
+constexpr int kAttnLanes = 16;
+using AVec = __m512;
+inline AVec aload(const float* p) { return _mm512_loadu_ps(p); }
+inline AVec aload_n(const float* p, int n) { return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p); }
+inline void astore_n(float* p, AVec v, int n) { _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), v); }
+inline AVec azero() { return _mm512_setzero_ps(); }
+inline AVec aset1(float x) { return _mm512_set1_ps(x); }
+inline AVec afma(AVec a, AVec b, AVec c) { return _mm512_fmadd_ps(a, b, c); }
+inline AVec aadd(AVec a, AVec b) { return _mm512_add_ps(a, b); }
+inline AVec asub(AVec a, AVec b) { return _mm512_sub_ps(a, b); }
+inline void astore(float* p, AVec v) { _mm512_storeu_ps(p, v); }
+inline AVec amul(AVec a, AVec b) { return _mm512_mul_ps(a, b); }
+inline AVec amax(AVec a, AVec b) { return _mm512_max_ps(a, b); }
+
+// v[r] (16 vectors of 16 partial sums) -> one vector whose lane r is the sum of v[r]'s lanes.
+// Per row: lanes i and i + 8 first, then i and i + 4, then the last four as (0 + 2) + (1 + 3).
+inline AVec sum_lanes_of_rows(const AVec (&v)[kAttnLanes]) {
+  AVec x[8], y[4];
+  for (int i = 0; i < 8; ++i)  // [row 2i: 8 lanes | row 2i+1: 8 lanes]
+    x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+  for (int i = 0; i < 4; ++i)  // 128-bit lane k: 4 partial sums of row 4i + k
+    y[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0xDD));
+  const AVec z0 = _mm512_add_ps(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
+  const AVec z1 = _mm512_add_ps(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
+  // Lane 4k + j now holds row 4j + k.
+  const AVec f = _mm512_add_ps(_mm512_shuffle_ps(z0, z1, 0x44), _mm512_shuffle_ps(z0, z1, 0xEE));
+  const __m512i to_rows = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  return _mm512_permutexvar_ps(to_rows, f);
+}
+#else
+constexpr int kAttnLanes = 8;
+using AVec = __m256;
+inline __m256i lane_mask(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline AVec aload(const float* p) { return _mm256_loadu_ps(p); }
+inline AVec aload_n(const float* p, int n) { return _mm256_maskload_ps(p, lane_mask(n)); }
+inline void astore_n(float* p, AVec v, int n) { _mm256_maskstore_ps(p, lane_mask(n), v); }
+inline AVec azero() { return _mm256_setzero_ps(); }
+inline AVec aset1(float x) { return _mm256_set1_ps(x); }
+inline AVec afma(AVec a, AVec b, AVec c) { return _mm256_fmadd_ps(a, b, c); }
+inline AVec aadd(AVec a, AVec b) { return _mm256_add_ps(a, b); }
+inline AVec asub(AVec a, AVec b) { return _mm256_sub_ps(a, b); }
+inline void astore(float* p, AVec v) { _mm256_storeu_ps(p, v); }
+inline AVec amul(AVec a, AVec b) { return _mm256_mul_ps(a, b); }
+inline AVec amax(AVec a, AVec b) { return _mm256_max_ps(a, b); }
+
+// Per row: ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)).
+inline AVec sum_lanes_of_rows(const AVec (&v)[kAttnLanes]) {
+  const AVec lo = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  const AVec hi = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+#endif
+
+inline float hmax256(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+#ifdef __AVX512F__
+inline AVec aload_n_or(const float* p, int n, float fill) {
+  return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), __mmask16((1u << n) - 1), p);
+}
+// (Halves through extractf32x8: GCC 12's cast intrinsic trips -Wuninitialized.)
+inline float ahsum(AVec v) { return hsum(_mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1))); }
+inline float ahmax(AVec v) { return hmax256(_mm256_max_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1))); }
+inline AVec around(AVec v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline AVec ascale_pow2(AVec v, AVec n) { return _mm512_scalef_ps(v, n); }  // v * 2^n
+inline AVec round_to_f16(AVec v) { return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+#else
+inline AVec aload_n_or(const float* p, int n, float fill) {
+  return _mm256_blendv_ps(_mm256_set1_ps(fill), aload_n(p, n), _mm256_castsi256_ps(lane_mask(n)));
+}
+inline float ahsum(AVec v) { return hsum(v); }
+inline float ahmax(AVec v) { return hmax256(v); }
+inline AVec around(AVec v) { return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline AVec ascale_pow2(AVec v, AVec n) {  // n in [-126, 127]
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(v, _mm256_castsi256_ps(bits));
+}
+inline AVec round_to_f16(AVec v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+#endif
+
+// e^x for x <= 0 (scores minus their maximum), within 2 ulp: x = n ln2 + r with |r| <= ln2/2,
+// e^r from Cephes' degree-6 polynomial, then scaled by 2^n. Below -87 the result is ~1e-38,
+// which no softmax sum can notice, so x is clamped there and 2^n stays a normal number.
+inline AVec aexp_nonpositive(AVec x) {
+  x = amax(x, aset1(-87.0f));
+  const AVec n = around(amul(x, aset1(1.44269504088896341f)));
+  AVec r = afma(n, aset1(-0.693359375f), x);
+  r = afma(n, aset1(2.12194440e-4f), r);
+  AVec p = aset1(1.9875691500e-4f);
+  p = afma(p, r, aset1(1.3981999507e-3f));
+  p = afma(p, r, aset1(8.3334519073e-3f));
+  p = afma(p, r, aset1(4.1665795894e-2f));
+  p = afma(p, r, aset1(1.6666665459e-1f));
+  p = afma(p, r, aset1(5.0000001201e-1f));
+  const AVec e = aadd(afma(amul(p, r), r, r), aset1(1.0f));
+  return ascale_pow2(e, n);
+}
+
+void f16_to_f32(const uint16_t* x, float* y, int n) {
+  int i = 0;
+#ifdef __AVX512F__
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i))));
+#endif
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  for (; i < n; ++i) y[i] = half(x[i]);
+}
+
+// s[r] = scale * (q . rows[r]), kAttnLanes rows at a time: row r accumulates in its own vector
+// (lane l takes the values l, l + kAttnLanes, ... in order) and the lanes are summed by the
+// fixed tree. NC > 0: dim is NC whole vectors (the usual head sizes, unrolled); NC = 0: any.
+template <int NC>
+void dot_rows_fixed(const float* q, const float* rows, int n_rows, int dim, float scale, float* s) {
+  const int chunks = NC > 0 ? NC : dim / kAttnLanes, tail = NC > 0 ? 0 : dim % kAttnLanes;
+  for (int r0 = 0; r0 < n_rows; r0 += kAttnLanes) {
+    const int nr = std::min(kAttnLanes, n_rows - r0);
+    const float* base = rows + size_t(r0) * dim;
+    AVec acc[kAttnLanes];
+    for (int r = 0; r < kAttnLanes; ++r) acc[r] = azero();
+    if (nr == kAttnLanes) {
+      for (int c = 0; c < chunks; ++c) {
+        const AVec qv = aload(q + c * kAttnLanes);
+        for (int r = 0; r < kAttnLanes; ++r) acc[r] = afma(qv, aload(base + size_t(r) * dim + c * kAttnLanes), acc[r]);
+      }
+    } else {
+      for (int c = 0; c < chunks; ++c) {
+        const AVec qv = aload(q + c * kAttnLanes);
+        for (int r = 0; r < kAttnLanes; ++r)
+          if (r < nr) acc[r] = afma(qv, aload(base + size_t(r) * dim + c * kAttnLanes), acc[r]);
+      }
+    }
+    if (tail) {
+      const int full = chunks * kAttnLanes;
+      const AVec qv = aload_n(q + full, tail);
+      for (int r = 0; r < kAttnLanes; ++r)
+        if (r < nr) acc[r] = afma(qv, aload_n(base + size_t(r) * dim + full, tail), acc[r]);
+    }
+    astore_n(s + r0, amul(sum_lanes_of_rows(acc), aset1(scale)), nr);
+  }
+}
+
+void dot_rows(const float* q, const float* rows, int n_rows, int dim, float scale, float* s) {
+  if (dim == 4 * kAttnLanes) dot_rows_fixed<4>(q, rows, n_rows, dim, scale, s);
+  else if (dim == 8 * kAttnLanes) dot_rows_fixed<8>(q, rows, n_rows, dim, scale, s);
+  else if (dim == 16 * kAttnLanes) dot_rows_fixed<16>(q, rows, n_rows, dim, scale, s);
+  else dot_rows_fixed<0>(q, rows, n_rows, dim, scale, s);
+}
+
+// out[0, NV vectors) += sum over r of p[r] * rows[r], the NV vectors of out held in registers.
+template <int NV>
+void weighted_panel(const float* p, const float* rows, int n_rows, int dim, float* out) {
+  AVec acc[NV];
+  for (int j = 0; j < NV; ++j) acc[j] = aload(out + j * kAttnLanes);
+  for (int r = 0; r < n_rows; ++r) {
+    const AVec pr = aset1(p[r]);
+    const float* row = rows + size_t(r) * dim;
+    for (int j = 0; j < NV; ++j) acc[j] = afma(pr, aload(row + j * kAttnLanes), acc[j]);
+  }
+  for (int j = 0; j < NV; ++j) astore(out + j * kAttnLanes, acc[j]);
+}
+
+// out += sum over r of p[r] * rows[r]: for each element, one FMA per row in row order, in
+// panels of up to 8 vectors.
+void weighted_rows(const float* p, const float* rows, int n_rows, int dim, float* out) {
+  int i = 0;
+  for (; i + 8 * kAttnLanes <= dim; i += 8 * kAttnLanes) weighted_panel<8>(p, rows + i, n_rows, dim, out + i);
+  const int rest = (dim - i) / kAttnLanes;
+  switch (rest) {
+    case 7: weighted_panel<7>(p, rows + i, n_rows, dim, out + i); break;
+    case 6: weighted_panel<6>(p, rows + i, n_rows, dim, out + i); break;
+    case 5: weighted_panel<5>(p, rows + i, n_rows, dim, out + i); break;
+    case 4: weighted_panel<4>(p, rows + i, n_rows, dim, out + i); break;
+    case 3: weighted_panel<3>(p, rows + i, n_rows, dim, out + i); break;
+    case 2: weighted_panel<2>(p, rows + i, n_rows, dim, out + i); break;
+    case 1: weighted_panel<1>(p, rows + i, n_rows, dim, out + i); break;
+    default: break;
+  }
+  i += rest * kAttnLanes;
+  if (const int tail = dim - i) {
+    AVec acc = aload_n(out + i, tail);
+    for (int r = 0; r < n_rows; ++r) acc = afma(aset1(p[r]), aload_n(rows + size_t(r) * dim + i, tail), acc);
+    astore_n(out + i, acc, tail);
+  }
+}
+
+// x = softmax(x) over n values; with round_f16 the probabilities are then rounded to F16
+// precision (the attention weights of an F16 cache, as llama.cpp takes them).
+void softmax(float* x, int n, bool round_f16) {
+  const int full = n / kAttnLanes * kAttnLanes, tail = n - full;
+  AVec m = aset1(-INFINITY);
+  for (int i = 0; i < full; i += kAttnLanes) m = amax(m, aload(x + i));
+  if (tail) m = amax(m, aload_n_or(x + full, tail, -INFINITY));
+  const AVec mx = aset1(ahmax(m));
+  AVec sum = azero();
+  for (int i = 0; i < full; i += kAttnLanes) {
+    const AVec e = aexp_nonpositive(asub(aload(x + i), mx));
+    astore(x + i, e);
+    sum = aadd(sum, e);
+  }
+  if (tail) {
+    const AVec e = aexp_nonpositive(asub(aload_n_or(x + full, tail, -INFINITY), mx));
+    astore_n(x + full, e, tail);
+    sum = aadd(sum, aload_n(x + full, tail));  // the padding lanes add nothing
+  }
+  const AVec inv = aset1(1.0f / ahsum(sum));
+  for (int i = 0; i < n; i += kAttnLanes) {
+    const int k = std::min(kAttnLanes, n - i);
+    AVec p = amul(aload_n(x + i, k), inv);
+    if (round_f16) p = round_to_f16(p);
+    astore_n(x + i, p, k);
+  }
+}
+
+}  // namespace
+}  // namespace muse::MUSE_SIMD_NS
