@@ -65,7 +65,7 @@ KvPool::KvPool(const KvPoolConfig& config) : config_(config) {
   if (n == 0)
     fail("KV budget of ", config.budget_bytes, " bytes is smaller than one block (", block_bytes_, " bytes)");
   if (n > size_t(1) << 30) fail("KV budget too large");
-  storage_.resize(n * block_bytes_);
+  storage_ = LargeBuffer(n * block_bytes_);
   values_offset_ = n * k_head_block_bytes_ * size_t(config.n_heads) * size_t(config.n_layer);
   refs_.assign(n, 0);
   free_.reserve(n);

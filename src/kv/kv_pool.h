@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "util/large_buffer.h"
+
 namespace muse {
 
 enum class KvType { kF16, kF32, kQ8_0 };
@@ -67,13 +69,13 @@ class KvPool {
     return data() + values_offset_ +
            (size_t(layer * config_.n_heads + head) * size_t(n_blocks()) + size_t(block)) * v_head_block_bytes_;
   }
-  uint8_t* data() const { return const_cast<uint8_t*>(storage_.data()); }
+  uint8_t* data() const { return storage_.data(); }
 
   KvPoolConfig config_;
   size_t k_head_bytes_ = 0, v_head_bytes_ = 0;              // one head's row
   size_t k_head_block_bytes_ = 0, v_head_block_bytes_ = 0;  // one head's rows in a block
   size_t values_offset_ = 0, block_bytes_ = 0;
-  std::vector<uint8_t> storage_;
+  LargeBuffer storage_;
   std::vector<int> refs_;
   std::vector<int32_t> free_;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 
 #include "quant/types.h"
 #include "util/error.h"
@@ -37,9 +38,17 @@ class SharedInput {
   bool ready_[3] = {};
 };
 
-// y (rows of w.rows values) = w times each row of the input.
-void project(const Matrix& w, SharedInput& in, float* y, ThreadPool& pool) {
-  matmul_quantized(w, in.for_matrix(w), y, w.rows, pool);
+// Each output (rows of w.rows values) = its w times each row of the input, all in one
+// parallel loop.
+struct Projection {
+  const Matrix& w;
+  float* y;
+};
+void project(std::initializer_list<Projection> outputs, SharedInput& in, ThreadPool& pool) {
+  MatmulJob jobs[4];
+  int n = 0;
+  for (const Projection& p : outputs) jobs[n++] = {&p.w, &in.for_matrix(p.w), p.y, p.w.rows};
+  matmul_jobs(jobs, n, pool);
 }
 
 void add_bias(float* y, const std::vector<float>& b, int rows, int dim) {
@@ -85,14 +94,50 @@ BatchForward::BatchForward(const Model& model, ThreadPool& pool, int max_tokens,
   rope_sin_.resize(B * rope_.pairs());
 }
 
+// Which KV blocks each token reads, the same for every layer of a pass: tokens go through in
+// ranges whose scores fit max_scores_ floats (a long prompt chunk over a long context would
+// otherwise need gigabytes); within a range, uses are ordered by position in the sequence,
+// then block, so a query meets its keys in position order and a block shared by several
+// sequences (a common prompt) comes up once for all of them.
+void BatchForward::plan_attention(const std::vector<BatchToken>& batch, const KvPool& kv,
+                                  const std::vector<const KvSequence*>& sequences) {
+  const int n = int(batch.size()), bt = kv.block_tokens(), n_head = c_.n_head;
+  ranges_.clear();
+  for (int t0 = 0, t1; t0 < n; t0 = t1) {
+    size_t need = 0;
+    for (t1 = t0; t1 < n; ++t1) {
+      const size_t more = size_t(batch[size_t(t1)].pos + 1) * n_head;
+      if (t1 > t0 && need + more > max_scores_) break;
+      need += more;
+    }
+    AttentionRange& range = ranges_.emplace_back();
+    range.t0 = t0;
+    range.t1 = t1;
+    for (int i = t0; i < t1; ++i) {
+      const KvSequence& seq = *sequences[size_t(batch[size_t(i)].seq)];
+      const int n_keys = batch[size_t(i)].pos + 1;
+      for (int b = 0; b * bt < n_keys; ++b)
+        range.uses.push_back({b, seq.blocks()[size_t(b)], i, std::min(bt, n_keys - b * bt)});
+    }
+    std::sort(range.uses.begin(), range.uses.end(), [](const BlockUse& x, const BlockUse& y) {
+      return x.index != y.index ? x.index < y.index : x.block != y.block ? x.block < y.block : x.token < y.token;
+    });
+    // Scores: per token, n_head rows of its key count.
+    range.score_at.assign(size_t(t1 - t0) + 1, 0);
+    for (int i = t0; i < t1; ++i)
+      range.score_at[size_t(i - t0) + 1] = range.score_at[size_t(i - t0)] + size_t(batch[size_t(i)].pos + 1) * n_head;
+  }
+}
+
 // Causal attention of every batch token over its own sequence's cached positions 0..pos.
 //
-// Work is organised by KV block: each block's rows for a KV head are converted to float once
-// and then read by every query that needs them (the grouped heads, and every sequence that
-// shares the block, e.g. a common prompt). A query still sees its keys in position order, with
-// the same arithmetic as when it runs alone, so results do not depend on the batch.
-void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, const KvPool& kv,
-                             const std::vector<const KvSequence*>& sequences) {
+// One task per KV head (and share of the tokens, when there are few heads) does all of that
+// head's work: the scores of its grouped query heads block by block, their softmax, and the
+// weighted values. Each block's rows are converted to float once and read by every query that
+// needs them (the grouped heads, and every sequence that shares the block). A query sees its
+// keys in position order with the same arithmetic as when it runs alone, so results do not
+// depend on the batch.
+void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, const KvPool& kv) {
   const int hd = c_.head_dim, hdv = c_.head_dim_v, n_head = c_.n_head, n_kv = c_.n_head_kv;
   const int group = n_head / n_kv;
   const float scale = 1.0f / std::sqrt(float(hd));
@@ -115,84 +160,53 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
   if (f16)
     for (size_t j = 0; j < size_t(n) * c_.q_dim(); ++j) q_[j] = round_to_fp16(q_[j]);
 
-  // Tokens go through in ranges whose scores fit max_scores_ floats (a long prompt chunk over
-  // a long context would otherwise need gigabytes).
-  for (int t0 = 0, t1; t0 < n; t0 = t1) {
-    size_t need = 0;
-    for (t1 = t0; t1 < n; ++t1) {
-      const size_t more = size_t(batch[size_t(t1)].pos + 1) * n_head;
-      if (t1 > t0 && need + more > max_scores_) break;
-      need += more;
-    }
-    // Which blocks each token reads, ordered by position in the sequence, then block: a query
-    // meets its keys in position order.
-    struct Use {
-      int32_t index, block, token;
-    };
-    std::vector<Use> uses;
-    for (int i = t0; i < t1; ++i) {
-      const KvSequence& seq = *sequences[size_t(batch[size_t(i)].seq)];
-      const int n_keys = batch[size_t(i)].pos + 1;
-      for (int b = 0; b * bt < n_keys; ++b) uses.push_back({b, seq.blocks()[size_t(b)], i});
-    }
-    std::sort(uses.begin(), uses.end(), [](const Use& x, const Use& y) {
-      return x.index != y.index ? x.index < y.index : x.block != y.block ? x.block < y.block : x.token < y.token;
-    });
-    // Scores: per token, n_head rows of its key count.
-    std::vector<size_t> score_at(size_t(t1 - t0) + 1, 0);
-    for (int i = t0; i < t1; ++i)
-      score_at[size_t(i - t0) + 1] = score_at[size_t(i - t0)] + size_t(batch[size_t(i)].pos + 1) * n_head;
-    scores_.resize(score_at.back());
+  const size_t row_floats = size_t(bt) * std::max(hd, hdv);
+  rows_.resize(size_t(pool_.size()) * row_floats);
+  for (const AttentionRange& range : ranges_) {
+    const std::vector<BlockUse>& uses = range.uses;
+    scores_.resize(range.score_at.back());
     auto scores = [&](int i, int h) {
-      return scores_.data() + score_at[size_t(i - t0)] + size_t(h) * size_t(batch[size_t(i)].pos + 1);
+      return scores_.data() + range.score_at[size_t(i - range.t0)] + size_t(h) * size_t(batch[size_t(i)].pos + 1);
     };
-    auto valid_rows = [&](const Use& u) { return std::min(bt, batch[size_t(u.token)].pos + 1 - u.index * bt); };
-
-    // Tasks: a KV head and a share of the tokens (more shares when there are few KV heads).
-    const int shares = std::max(1, std::min(t1 - t0, (2 * pool_.size() + n_kv - 1) / n_kv));
-    const size_t row_floats = size_t(bt) * std::max(hd, hdv);
-    rows_.resize(size_t(pool_.size()) * row_floats);
-    auto for_each_block = [&](int kvh, int share, int thread, bool values) {
+    const int shares = std::max(1, std::min(range.t1 - range.t0, (2 * pool_.size() + n_kv - 1) / n_kv));
+    pool_.parallel_for(int64_t(n_kv) * shares, [&](int64_t task, int thread) {
+      const int kvh = int(task / shares), share = int(task % shares);
       float* rows = rows_.data() + size_t(thread) * row_floats;
-      for (size_t g = 0; g < uses.size();) {
-        size_t end = g;
-        int need = 0;
-        while (end < uses.size() && uses[end].index == uses[g].index && uses[end].block == uses[g].block) {
-          if (uses[end].token % shares == share) need = std::max(need, valid_rows(uses[end]));
-          ++end;
-        }
-        if (need > 0) {
-          const int32_t block = uses[g].block;
-          if (values) load_rows(kv.values(block, layer, kvh), v_row, hdv, need, rows);
-          else load_rows(kv.keys(block, layer, kvh), k_row, hd, need, rows);
-          for (size_t u = g; u < end; ++u) {
-            if (uses[u].token % shares != share) continue;
-            const int i = uses[u].token, valid = valid_rows(uses[u]);
-            for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
-              float* s = scores(i, h) + size_t(uses[u].index) * bt;
-              if (values)
-                kern.weighted_rows(s, rows, valid, hdv, attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv);
-              else
-                kern.dot_rows(q_.data() + size_t(i) * c_.q_dim() + size_t(h) * hd, rows, valid, hd, scale, s);
+      auto for_each_block = [&](bool values) {
+        for (size_t g = 0; g < uses.size();) {
+          size_t end = g;
+          int need = 0;
+          while (end < uses.size() && uses[end].index == uses[g].index && uses[end].block == uses[g].block) {
+            if (uses[end].token % shares == share) need = std::max(need, uses[end].rows);
+            ++end;
+          }
+          if (need > 0) {
+            const int32_t block = uses[g].block;
+            if (values) load_rows(kv.values(block, layer, kvh), v_row, hdv, need, rows);
+            else load_rows(kv.keys(block, layer, kvh), k_row, hd, need, rows);
+            for (size_t u = g; u < end; ++u) {
+              if (uses[u].token % shares != share) continue;
+              const int i = uses[u].token;
+              for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
+                float* s = scores(i, h) + size_t(uses[u].index) * bt;
+                if (values)
+                  kern.weighted_rows(s, rows, uses[u].rows, hdv, attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv);
+                else
+                  kern.dot_rows(q_.data() + size_t(i) * c_.q_dim() + size_t(h) * hd, rows, uses[u].rows, hd, scale, s);
+              }
             }
           }
+          g = end;
         }
-        g = end;
-      }
-    };
-    pool_.parallel_for(int64_t(n_kv) * shares, [&](int64_t task, int thread) {
-      for_each_block(int(task / shares), int(task % shares), thread, false);
-    });
-    pool_.parallel_for(int64_t(t1 - t0) * n_head, [&](int64_t task, int) {
-      const int i = t0 + int(task / n_head), h = int(task % n_head);
-      const int n_keys = batch[size_t(i)].pos + 1;
-      float* s = scores(i, h);
-      kern.softmax(s, n_keys, f16);
-      float* out = attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv;
-      std::fill(out, out + hdv, 0.0f);
-    });
-    pool_.parallel_for(int64_t(n_kv) * shares, [&](int64_t task, int thread) {
-      for_each_block(int(task / shares), int(task % shares), thread, true);
+      };
+      for_each_block(false);
+      for (int i = range.t0 + (share - range.t0 % shares + shares) % shares; i < range.t1; i += shares)
+        for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
+          kern.softmax(scores(i, h), batch[size_t(i)].pos + 1, f16);
+          float* out = attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv;
+          std::fill(out, out + hdv, 0.0f);
+        }
+      for_each_block(true);
     });
   }
 }
@@ -211,6 +225,7 @@ void BatchForward::run(const std::vector<BatchToken>& batch, KvPool& kv,
     if (t.pos < 0 || t.pos >= max_ctx_ || size_t(t.pos / kv.block_tokens()) >= s.blocks().size())
       fail("position ", t.pos, " has no reserved KV slot");
   }
+  plan_attention(batch, kv, sequences);
   const int E = c_.n_embd;
   const Matrix& emb = model_.token_embedding();
   for (int i = 0; i < n; ++i)
@@ -223,9 +238,7 @@ void BatchForward::run(const std::vector<BatchToken>& batch, KvPool& kv,
     const LayerWeights& L = model_.layers()[l];
     for (int i = 0; i < n; ++i) rms_norm(&x_[size_t(i) * E], L.attn_norm.data(), &xn_[size_t(i) * E], E, c_.rms_eps);
     SharedInput attn_in(xn_.data(), E, n, acts_, pool_);
-    project(L.wq, attn_in, q_.data(), pool_);
-    project(L.wk, attn_in, k_.data(), pool_);
-    project(L.wv, attn_in, v_.data(), pool_);
+    project({{L.wq, q_.data()}, {L.wk, k_.data()}, {L.wv, v_.data()}}, attn_in, pool_);
     add_bias(q_.data(), L.bq, n, c_.q_dim());
     add_bias(k_.data(), L.bk, n, c_.kv_dim());
     add_bias(v_.data(), L.bv, n, c_.v_dim());
@@ -244,19 +257,18 @@ void BatchForward::run(const std::vector<BatchToken>& batch, KvPool& kv,
       const KvSequence& s = *sequences[size_t(t.seq)];
       kv.write(s.block_of(t.pos, kv), t.pos % kv.block_tokens(), l, k, &v_[size_t(i) * c_.v_dim()]);
     }
-    attention(l, batch, kv, sequences);
+    attention(l, batch, kv);
     const int A = c_.n_head * c_.head_dim_v;
     SharedInput out_in(attn_.data(), A, n, acts_, pool_);
-    project(L.wo, out_in, tmp_.data(), pool_);
+    project({{L.wo, tmp_.data()}}, out_in, pool_);
     for (size_t j = 0; j < size_t(n) * E; ++j) x_[j] += tmp_[j];
 
     for (int i = 0; i < n; ++i) rms_norm(&x_[size_t(i) * E], L.ffn_norm.data(), &xn_[size_t(i) * E], E, c_.rms_eps);
     SharedInput ffn_in(xn_.data(), E, n, acts_, pool_);
-    project(L.w_gate, ffn_in, gate_.data(), pool_);
-    project(L.w_up, ffn_in, up_.data(), pool_);
+    project({{L.w_gate, gate_.data()}, {L.w_up, up_.data()}}, ffn_in, pool_);
     swiglu(gate_.data(), up_.data(), n * c_.n_ff);
     SharedInput down_in(up_.data(), c_.n_ff, n, acts_, pool_);
-    project(L.w_down, down_in, tmp_.data(), pool_);
+    project({{L.w_down, tmp_.data()}}, down_in, pool_);
     for (size_t j = 0; j < size_t(n) * E; ++j) x_[j] += tmp_[j];
   }
   if (!logits) return;
@@ -267,7 +279,7 @@ void BatchForward::run(const std::vector<BatchToken>& batch, KvPool& kv,
       rms_norm(&x_[size_t(i) * E], model_.output_norm().data(), &xn_[size_t(m++) * E], E, c_.rms_eps);
   if (m == 0) return;
   SharedInput head_in(xn_.data(), E, m, acts_, pool_);
-  project(model_.output(), head_in, logits, pool_);
+  project({{model_.output(), logits}}, head_in, pool_);
 }
 
 }  // namespace muse

@@ -46,8 +46,19 @@ class BatchForward {
   int max_tokens() const { return max_tokens_; }
 
  private:
-  void attention(int layer, const std::vector<BatchToken>& batch, const KvPool& kv,
-                 const std::vector<const KvSequence*>& sequences);
+  // A token's read of one KV block: the block's index in its sequence, its pool id, and how
+  // many of its rows the token sees.
+  struct BlockUse {
+    int32_t index, block, token, rows;
+  };
+  struct AttentionRange {
+    int t0 = 0, t1 = 0;
+    std::vector<BlockUse> uses;
+    std::vector<size_t> score_at;  // where each token's scores start, and the end
+  };
+  void plan_attention(const std::vector<BatchToken>& batch, const KvPool& kv,
+                      const std::vector<const KvSequence*>& sequences);
+  void attention(int layer, const std::vector<BatchToken>& batch, const KvPool& kv);
 
   const Model& model_;
   const ModelConfig& c_;
@@ -58,6 +69,7 @@ class BatchForward {
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_, scores_, rows_;
   std::vector<float> rope_cos_, rope_sin_;  // per token of the batch: the rotation angles
   QuantizedActs acts_[3];                   // one input's quantization, per ActFormat
+  std::vector<AttentionRange> ranges_;      // this pass's attention plan
 };
 
 }  // namespace muse

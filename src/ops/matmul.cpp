@@ -116,49 +116,84 @@ const KernelSet& kernels() {
   return k;
 }
 
-void matmul_quantized(const Matrix& w, const QuantizedActs& a, float* y, int64_t ldy,
-                      ThreadPool& pool) {
-  const KernelSet& ks = kernels();
-  const GemmKernel kernel = ks.gemm[int(w.type)];
-  if (!kernel) fail("no kernel for tensor type ", type_name(w.type));
-  auto task_for = [&](int64_t r0, int64_t r1, int t0, int t1) {
+namespace {
+
+// One job's split into tasks: whole groups of kRowGroup rows through the batched kernel for
+// prompt batches (each task unpacks its group's weights once for all tokens, leftover rows
+// through the plain kernel); otherwise row chunks small enough to balance threads but large
+// enough that each task streams a useful run of weights, and token chunks when the batch is
+// large.
+class JobTasks {
+ public:
+  JobTasks(const MatmulJob& job, int n_threads) : job_(job), ks_(kernels()) {
+    const Matrix& w = *job.w;
+    kernel_ = ks_.gemm[int(w.type)];
+    if (!kernel_) fail("no kernel for tensor type ", type_name(w.type));
+    batched_ = ks_.gemm_rows[int(w.type)];
+    if (batched_ && job.a->T >= kBatchedMinTokens && w.rows >= kRowGroup) {
+      groups_ = w.rows / kRowGroup;
+      n_tasks_ = groups_ + (groups_ * kRowGroup < w.rows ? 1 : 0);
+      return;
+    }
+    batched_ = nullptr;
+    chunk_ = std::max<int64_t>(8, w.rows / (int64_t(n_threads) * 8));
+    chunk_ = (chunk_ + 7) / 8 * 8;
+    n_row_chunks_ = (w.rows + chunk_ - 1) / chunk_;
+    n_tasks_ = n_row_chunks_ * ((job.a->T + kTokenChunk - 1) / kTokenChunk);
+  }
+  int64_t size() const { return n_tasks_; }
+  void run(int64_t task) const {
+    const Matrix& w = *job_.w;
+    if (batched_) {
+      if (task < groups_) batched_(task_for(task * kRowGroup, (task + 1) * kRowGroup, 0, job_.a->T));
+      else kernel_(task_for(groups_ * kRowGroup, w.rows, 0, job_.a->T));
+      return;
+    }
+    const int64_t rc = task % n_row_chunks_, tc = task / n_row_chunks_;
+    const int t0 = int(tc * kTokenChunk);
+    kernel_(task_for(rc * chunk_, std::min(w.rows, (rc + 1) * chunk_), t0, std::min(job_.a->T, t0 + kTokenChunk)));
+  }
+
+ private:
+  static constexpr int kTokenChunk = 64;
+  GemmTask task_for(int64_t r0, int64_t r1, int t0, int t1) const {
     GemmTask g;
-    g.w = w.data;
-    g.w_row_bytes = w.row_bytes();
-    g.K = int(w.cols);
-    g.a = &a;
+    g.w = job_.w->data;
+    g.w_row_bytes = job_.w->row_bytes();
+    g.K = int(job_.w->cols);
+    g.a = job_.a;
     g.r0 = r0;
     g.r1 = r1;
     g.t0 = t0;
     g.t1 = t1;
-    g.y = y;
-    g.ldy = ldy;
+    g.y = job_.y;
+    g.ldy = job_.ldy;
     return g;
-  };
-  // Prompt batches: whole groups of rows through the batched kernel (each task unpacks its
-  // group's weights once for all tokens); leftover rows through the plain kernel.
-  const GemmKernel batched = ks.gemm_rows[int(w.type)];
-  if (batched && a.T >= kBatchedMinTokens && w.rows >= kRowGroup) {
-    const int64_t groups = w.rows / kRowGroup, done_rows = groups * kRowGroup;
-    pool.parallel_for(groups + (done_rows < w.rows ? 1 : 0), [&](int64_t task, int) {
-      if (task < groups) batched(task_for(task * kRowGroup, (task + 1) * kRowGroup, 0, a.T));
-      else kernel(task_for(done_rows, w.rows, 0, a.T));
-    });
-    return;
   }
-  // Rows are split into chunks small enough to balance threads but large enough that each
-  // task streams a useful run of weights; tokens are split too when the batch is large.
-  const int n_threads = pool.size();
-  int64_t chunk = std::max<int64_t>(8, w.rows / (int64_t(n_threads) * 8));
-  chunk = (chunk + 7) / 8 * 8;
-  const int64_t n_row_chunks = (w.rows + chunk - 1) / chunk;
-  const int token_chunk = 64;
-  const int64_t n_tok_chunks = (a.T + token_chunk - 1) / token_chunk;
-  pool.parallel_for(n_row_chunks * n_tok_chunks, [&](int64_t task, int) {
-    const int64_t rc = task % n_row_chunks, tc = task / n_row_chunks;
-    const int t0 = int(tc * token_chunk);
-    kernel(task_for(rc * chunk, std::min(w.rows, (rc + 1) * chunk), t0, std::min(a.T, t0 + token_chunk)));
+  MatmulJob job_;
+  const KernelSet& ks_;
+  GemmKernel kernel_ = nullptr, batched_ = nullptr;
+  int64_t groups_ = 0, chunk_ = 0, n_row_chunks_ = 0, n_tasks_ = 0;
+};
+
+}  // namespace
+
+void matmul_jobs(const MatmulJob* jobs, int n_jobs, ThreadPool& pool) {
+  std::vector<JobTasks> split;
+  split.reserve(size_t(n_jobs));
+  int64_t total = 0;
+  for (int j = 0; j < n_jobs; ++j) total += split.emplace_back(jobs[j], pool.size()).size();
+  pool.parallel_for(total, [&](int64_t task, int) {
+    size_t j = 0;
+    while (task >= split[j].size()) task -= split[j++].size();
+    split[j].run(task);
   });
+}
+
+void matmul_quantized(const Matrix& w, const QuantizedActs& a, float* y, int64_t ldy,
+                      ThreadPool& pool) {
+  const MatmulJob job{&w, &a, y, ldy};
+  matmul_jobs(&job, 1, pool);
 }
 
 void matmul(const Matrix& w, const float* x, int64_t ldx, int T, float* y, int64_t ldy,

@@ -108,6 +108,15 @@ void matmul(const Matrix& w, const float* x, int64_t ldx, int T, float* y, int64
 // Same, with activations already quantized for w's type (several matrices share them).
 void matmul_quantized(const Matrix& w, const QuantizedActs& a, float* y, int64_t ldy,
                       ThreadPool& pool);
+// Several products in one parallel loop (one wait for all of them, and threads balance across
+// matrices): y[t * ldy + r] = W[r] . a[t] for each job.
+struct MatmulJob {
+  const Matrix* w;
+  const QuantizedActs* a;
+  float* y;
+  int64_t ldy;
+};
+void matmul_jobs(const MatmulJob* jobs, int n_jobs, ThreadPool& pool);
 
 namespace kernels_scalar { extern const KernelSet kSet; }
 namespace kernels_avx2 { extern const KernelSet kSet; }
