@@ -822,6 +822,7 @@ void gemm_rows_float(const GemmTask& g) {
 }  // namespace muse::MUSE_SIMD_NS
 
 #include "ops/attention-inl.h"
+#include "ops/quantize-inl.h"
 
 namespace muse::MUSE_SIMD_NS {
 namespace {
@@ -861,6 +862,13 @@ KernelSet make(const char* name) {
   k.dot_rows = dot_rows;
   k.weighted_rows = weighted_rows;
   k.softmax = softmax;
+#ifdef __AVX512F__
+  k.quantize_block32 = quantize_block32;
+  k.quantize_block256 = quantize_block256;
+#else
+  k.quantize_block32 = kernels_scalar::quantize_block32_row;
+  k.quantize_block256 = kernels_scalar::quantize_block256_row;
+#endif
   return k;
 }
 

@@ -20,60 +20,6 @@ ActFormat act_format(GgmlType type) {
   }
 }
 
-namespace {
-
-// Like llama.cpp's Q8_0/Q8_1 activations: scale amax/127 stored as fp16, round to nearest.
-void quantize_block32_row(const float* x, int K, int8_t* q, float* d, float* sa, int32_t* sum32) {
-  for (int b = 0; b < K / QK; ++b, x += QK, q += QK) {
-    float amax = 0;
-    for (int j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[j]));
-    const float scale = amax / 127, inv = amax ? 127.0f / amax : 0.0f;
-    int sum = 0;
-    for (int j = 0; j < QK; ++j) {
-      q[j] = int8_t(std::nearbyint(x[j] * inv));
-      sum += q[j];
-    }
-    d[b] = fp16_to_float(float_to_fp16(scale));
-    sa[b] = d[b] * float(sum);
-    sum32[b] = sum;
-  }
-}
-
-// Like llama.cpp's Q8_K: the signed extreme maps to -127, float scale, sums per 16.
-void quantize_block256_row(const float* x, int K, int8_t* q, float* d, int16_t* sum16, float* sa,
-                           int32_t* sum32) {
-  for (int b = 0; b < K / QK_K; ++b, x += QK_K, q += QK_K) {
-    float amax = 0, max = 0;
-    for (int j = 0; j < QK_K; ++j)
-      if (std::fabs(x[j]) > amax) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
-    if (amax == 0) {
-      d[b] = 0;
-      std::fill(q, q + QK_K, 0);
-      std::fill(sum16 + 16 * b, sum16 + 16 * b + 16, 0);
-      std::fill(sa + 8 * b, sa + 8 * b + 8, 0.0f);
-      std::fill(sum32 + 8 * b, sum32 + 8 * b + 8, 0);
-      continue;
-    }
-    const float iscale = -127.0f / max;
-    for (int j = 0; j < QK_K; ++j) q[j] = int8_t(std::min(127, int(std::nearbyint(iscale * x[j]))));
-    for (int g = 0; g < 16; ++g) {
-      int s = 0;
-      for (int j = 0; j < 16; ++j) s += q[16 * g + j];
-      sum16[16 * b + g] = int16_t(s);
-    }
-    d[b] = 1.0f / iscale;
-    for (int g = 0; g < 8; ++g) {
-      sum32[8 * b + g] = sum16[16 * b + 2 * g] + sum16[16 * b + 2 * g + 1];
-      sa[8 * b + g] = d[b] * float(sum32[8 * b + g]);
-    }
-  }
-}
-
-}  // namespace
-
 void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, QuantizedActs& out,
                    ThreadPool* pool) {
   out.format = format;
@@ -89,13 +35,14 @@ void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, 
   out.sa.resize(size_t(T) * (K / QK));
   out.sum32.resize(size_t(T) * (K / QK));
   if (format == ActFormat::kQ8Block256) out.sum16.resize(size_t(T) * (K / 16));
+  const KernelSet& ks = kernels();
   auto row = [&](int64_t t, int) {
     int8_t* q = out.q.data() + t * K;
     if (format == ActFormat::kQ8Block32)
-      quantize_block32_row(x + t * ldx, K, q, out.d.data() + t * (K / QK), out.sa.data() + t * (K / QK),
+      ks.quantize_block32(x + t * ldx, K, q, out.d.data() + t * (K / QK), out.sa.data() + t * (K / QK),
                            out.sum32.data() + t * (K / QK));
     else
-      quantize_block256_row(x + t * ldx, K, q, out.d.data() + t * (K / QK_K),
+      ks.quantize_block256(x + t * ldx, K, q, out.d.data() + t * (K / QK_K),
                             out.sum16.data() + t * (K / 16), out.sa.data() + t * (K / QK),
                             out.sum32.data() + t * (K / QK));
   };

@@ -89,6 +89,11 @@ struct KernelSet {
   // In place softmax over n scores; with round_f16 the probabilities are rounded to F16
   // precision afterwards.
   void (*softmax)(float* x, int n, bool round_f16);
+  // One activation row quantized per 32 (q, d, sa, sum32) or per 256 (q, d, sum16, sa, sum32)
+  // values, as quantize_acts lays them out; every set gives identical bytes.
+  void (*quantize_block32)(const float* x, int K, int8_t* q, float* d, float* sa, int32_t* sum32);
+  void (*quantize_block256)(const float* x, int K, int8_t* q, float* d, int16_t* sum16, float* sa,
+                            int32_t* sum32);
 };
 const KernelSet& kernels_for(SimdLevel level);
 const KernelSet& kernels();  // the best for this CPU (see simd_level())
@@ -118,7 +123,24 @@ struct MatmulJob {
 };
 void matmul_jobs(const MatmulJob* jobs, int n_jobs, ThreadPool& pool);
 
-namespace kernels_scalar { extern const KernelSet kSet; }
+// What every per-256 quantizer does after a block's bytes and sums per 16 are written: its
+// scale (0 for an all-zero block), sums per 32, and scale times sum per 32.
+inline void finish_block256(int b, float scale, float* d, const int16_t* sum16, float* sa,
+                            int32_t* sum32) {
+  d[b] = scale;
+  for (int g = 0; g < 8; ++g) {
+    sum32[8 * b + g] = sum16[16 * b + 2 * g] + sum16[16 * b + 2 * g + 1];
+    sa[8 * b + g] = scale * float(sum32[8 * b + g]);
+  }
+}
+
+namespace kernels_scalar {
+extern const KernelSet kSet;
+// The reference activation quantizers (sets without their own use these).
+void quantize_block32_row(const float* x, int K, int8_t* q, float* d, float* sa, int32_t* sum32);
+void quantize_block256_row(const float* x, int K, int8_t* q, float* d, int16_t* sum16, float* sa,
+                           int32_t* sum32);
+}  // namespace kernels_scalar
 namespace kernels_avx2 { extern const KernelSet kSet; }
 namespace kernels_avx512 { extern const KernelSet kSet; }
 

@@ -1,5 +1,6 @@
 // Portable fallback, and the plainest statement of the canonical arithmetic (matmul.h): every
 // SIMD kernel must produce bit-identical results for quantized weights.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -9,6 +10,51 @@
 #include "util/fp16.h"
 
 namespace muse::kernels_scalar {
+
+// Like llama.cpp's Q8_0/Q8_1 activations: scale amax/127 stored as fp16, round to nearest.
+void quantize_block32_row(const float* x, int K, int8_t* q, float* d, float* sa, int32_t* sum32) {
+  for (int b = 0; b < K / QK; ++b, x += QK, q += QK) {
+    float amax = 0;
+    for (int j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float scale = amax / 127, inv = amax ? 127.0f / amax : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < QK; ++j) {
+      q[j] = int8_t(std::nearbyint(x[j] * inv));
+      sum += q[j];
+    }
+    d[b] = fp16_to_float(float_to_fp16(scale));
+    sa[b] = d[b] * float(sum);
+    sum32[b] = sum;
+  }
+}
+
+// Like llama.cpp's Q8_K: the signed extreme maps to -127, float scale, sums per 16.
+void quantize_block256_row(const float* x, int K, int8_t* q, float* d, int16_t* sum16, float* sa,
+                           int32_t* sum32) {
+  for (int b = 0; b < K / QK_K; ++b, x += QK_K, q += QK_K) {
+    float amax = 0, max = 0;
+    for (int j = 0; j < QK_K; ++j)
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    if (amax == 0) {
+      std::fill(q, q + QK_K, 0);
+      std::fill(sum16 + 16 * b, sum16 + 16 * b + 16, 0);
+      finish_block256(b, 0.0f, d, sum16, sa, sum32);
+      continue;
+    }
+    const float iscale = -127.0f / max;
+    for (int j = 0; j < QK_K; ++j) q[j] = int8_t(std::min(127, int(std::nearbyint(iscale * x[j]))));
+    for (int g = 0; g < 16; ++g) {
+      int s = 0;
+      for (int j = 0; j < 16; ++j) s += q[16 * g + j];
+      sum16[16 * b + g] = int16_t(s);
+    }
+    finish_block256(b, 1.0f / iscale, d, sum16, sa, sum32);
+  }
+}
+
 namespace {
 
 int32_t dot_u8(const uint8_t* u, const int8_t* a, int n) {
@@ -130,6 +176,8 @@ KernelSet make() {
   k.dot_rows = dot_rows;
   k.weighted_rows = weighted_rows;
   k.softmax = softmax_rounded;
+  k.quantize_block32 = quantize_block32_row;
+  k.quantize_block256 = quantize_block256_row;
   return k;
 }
 

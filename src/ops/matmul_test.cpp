@@ -157,6 +157,38 @@ TEST(ActivationQuantization, ValuesWithinHalfAStep) {
   }
 }
 
+// Every kernel set quantizes activations to the same bytes as the scalar reference: random
+// rows, plus blocks that are all zero, whose extreme value occurs with both signs (the first
+// one sets the scale), and whose products land exactly halfway between integers.
+TEST(ActivationQuantization, KernelSetsMatchScalarBitForBit) {
+  const int K = 1024, T = 3;
+  std::vector<float> x = random_normal(size_t(T) * K, 42);
+  std::fill(x.begin() + 256, x.begin() + 512, 0.0f);
+  x[600] = -9.5f;
+  x[700] = 9.5f;
+  for (int j = 0; j < 32; ++j) x[size_t(K) + 32 + j] = 127.0f * float(j - 16) / 32 + 0.5f;
+  x[size_t(K) + 32] = -127.0f;
+  const KernelSet& scalar = kernels_for(SimdLevel::kScalar);
+  for (SimdLevel level : available_levels()) {
+    const KernelSet& k = kernels_for(level);
+    for (int t = 0; t < T; ++t) {
+      const float* row = x.data() + size_t(t) * K;
+      std::vector<int8_t> q1(K), q2(K);
+      std::vector<float> d1(K / QK), d2(K / QK), sa1(K / QK), sa2(K / QK);
+      std::vector<int32_t> s1(K / QK), s2(K / QK);
+      std::vector<int16_t> g1(K / 16), g2(K / 16);
+      scalar.quantize_block32(row, K, q1.data(), d1.data(), sa1.data(), s1.data());
+      k.quantize_block32(row, K, q2.data(), d2.data(), sa2.data(), s2.data());
+      EXPECT_TRUE(q1 == q2 && d1 == d2 && sa1 == sa2 && s1 == s2) << k.name << " block32 row " << t;
+      scalar.quantize_block256(row, K, q1.data(), d1.data(), g1.data(), sa1.data(), s1.data());
+      k.quantize_block256(row, K, q2.data(), d2.data(), g2.data(), sa2.data(), s2.data());
+      d1.resize(K / QK_K);
+      d2.resize(K / QK_K);
+      EXPECT_TRUE(q1 == q2 && d1 == d2 && g1 == g2 && sa1 == sa2 && s1 == s2) << k.name << " block256 row " << t;
+    }
+  }
+}
+
 TEST(Matmul, ThreadCountDoesNotChangeResults) {
   const int K = 768, rows = 301, T = 7;
   const std::vector<float> wf = random_normal(size_t(rows) * K, 3),
