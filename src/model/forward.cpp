@@ -266,7 +266,7 @@ void BatchForward::run(const std::vector<BatchToken>& batch, KvPool& kv,
     for (int i = 0; i < n; ++i) rms_norm(&x_[size_t(i) * E], L.ffn_norm.data(), &xn_[size_t(i) * E], E, c_.rms_eps);
     SharedInput ffn_in(xn_.data(), E, n, acts_, pool_);
     project({{L.w_gate, gate_.data()}, {L.w_up, up_.data()}}, ffn_in, pool_);
-    swiglu(gate_.data(), up_.data(), n * c_.n_ff);
+    kernels().swiglu(gate_.data(), up_.data(), n * c_.n_ff);
     SharedInput down_in(up_.data(), c_.n_ff, n, acts_, pool_);
     project({{L.w_down, tmp_.data()}}, down_in, pool_);
     for (size_t j = 0; j < size_t(n) * E; ++j) x_[j] += tmp_[j];

@@ -25,6 +25,12 @@ inline AVec asub(AVec a, AVec b) { return _mm512_sub_ps(a, b); }
 inline void astore(float* p, AVec v) { _mm512_storeu_ps(p, v); }
 inline AVec amul(AVec a, AVec b) { return _mm512_mul_ps(a, b); }
 inline AVec amax(AVec a, AVec b) { return _mm512_max_ps(a, b); }
+inline AVec amin(AVec a, AVec b) { return _mm512_min_ps(a, b); }
+inline AVec adiv(AVec a, AVec b) { return _mm512_div_ps(a, b); }
+// Lanes of `if_neg` where x < 0, else `otherwise`.
+inline AVec ablend_negative(AVec x, AVec otherwise, AVec if_neg) {
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), otherwise, if_neg);
+}
 
 // v[r] (16 vectors of 16 partial sums) -> one vector whose lane r is the sum of v[r]'s lanes.
 // Per row: lanes i and i + 8 first, then i and i + 4, then the last four as (0 + 2) + (1 + 3).
@@ -60,6 +66,11 @@ inline AVec asub(AVec a, AVec b) { return _mm256_sub_ps(a, b); }
 inline void astore(float* p, AVec v) { _mm256_storeu_ps(p, v); }
 inline AVec amul(AVec a, AVec b) { return _mm256_mul_ps(a, b); }
 inline AVec amax(AVec a, AVec b) { return _mm256_max_ps(a, b); }
+inline AVec amin(AVec a, AVec b) { return _mm256_min_ps(a, b); }
+inline AVec adiv(AVec a, AVec b) { return _mm256_div_ps(a, b); }
+inline AVec ablend_negative(AVec x, AVec otherwise, AVec if_neg) {
+  return _mm256_blendv_ps(otherwise, if_neg, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+}
 
 // Per row: ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)).
 inline AVec sum_lanes_of_rows(const AVec (&v)[kAttnLanes]) {
@@ -203,6 +214,20 @@ void weighted_rows(const float* p, const float* rows, int n_rows, int dim, float
     AVec acc = aload_n(out + i, tail);
     for (int r = 0; r < n_rows; ++r) acc = afma(aset1(p[r]), aload_n(rows + size_t(r) * dim + i, tail), acc);
     astore_n(out + i, acc, tail);
+  }
+}
+
+// x *= silu(gate) = gate * sigmoid(gate), with sigmoid from e = exp(-|gate|) (never
+// overflows): 1 / (1 + e) for gate >= 0, e / (1 + e) below.
+void swiglu(const float* gate, float* x, int n) {
+  for (int i = 0; i < n; i += kAttnLanes) {
+    const int k = std::min(kAttnLanes, n - i);
+    const AVec g = aload_n(gate + i, k);
+    const AVec neg_abs = amin(g, asub(azero(), g));
+    const AVec e = aexp_nonpositive(neg_abs);
+    const AVec one_plus = aadd(aset1(1.0f), e);
+    const AVec sig = ablend_negative(g, adiv(aset1(1.0f), one_plus), adiv(e, one_plus));
+    astore_n(x + i, amul(aload_n(x + i, k), amul(g, sig)), k);
   }
 }
 

@@ -862,6 +862,7 @@ KernelSet make(const char* name) {
   k.dot_rows = dot_rows;
   k.weighted_rows = weighted_rows;
   k.softmax = softmax;
+  k.swiglu = swiglu;
 #ifdef __AVX512F__
   k.quantize_block32 = quantize_block32;
   k.quantize_block256 = quantize_block256;

@@ -89,6 +89,8 @@ struct KernelSet {
   // In place softmax over n scores; with round_f16 the probabilities are rounded to F16
   // precision afterwards.
   void (*softmax)(float* x, int n, bool round_f16);
+  // In place: x = silu(gate) * x over n values.
+  void (*swiglu)(const float* gate, float* x, int n);
   // One activation row quantized per 32 (q, d, sa, sum32) or per 256 (q, d, sum16, sa, sum32)
   // values, as quantize_acts lays them out; every set gives identical bytes.
   void (*quantize_block32)(const float* x, int K, int8_t* q, float* d, float* sa, int32_t* sum32);

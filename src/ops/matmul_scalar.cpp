@@ -176,6 +176,7 @@ KernelSet make() {
   k.dot_rows = dot_rows;
   k.weighted_rows = weighted_rows;
   k.softmax = softmax_rounded;
+  k.swiglu = muse::swiglu;
   k.quantize_block32 = quantize_block32_row;
   k.quantize_block256 = quantize_block256_row;
   return k;

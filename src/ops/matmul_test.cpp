@@ -251,6 +251,24 @@ TEST(AttentionKernels, ConversionDotsAndWeightedRowsMatchFloat64) {
   }
 }
 
+// SwiGLU against float64 on values spread over +-40 (both sigmoid branches, saturation):
+// the vector exp is within 2 ulp and the sigmoid adds a division and a product, so 1e-6
+// relative plus 1e-30 absolute holds.
+TEST(AttentionKernels, SwigluMatchesFloat64) {
+  const int n = 1000;
+  std::vector<float> gate = random_normal(n, 31), x0 = random_normal(n, 32);
+  for (float& g : gate) g *= 15;
+  for (SimdLevel level : available_levels()) {
+    const KernelSet& k = kernels_for(level);
+    std::vector<float> x(x0);
+    k.swiglu(gate.data(), x.data(), n);
+    for (int i = 0; i < n; ++i) {
+      const double g = gate[size_t(i)], ref = double(x0[size_t(i)]) * g / (1 + std::exp(-g));
+      EXPECT_NEAR(x[size_t(i)], ref, 1e-6 * std::fabs(ref) + 1e-30) << k.name << " gate " << g;
+    }
+  }
+}
+
 // Softmax against float64 over lengths around the vector width, with scores spread over +-30
 // so that some probabilities are tiny: the vector exp is within 2 ulp and the sum adds a few
 // more, so 1e-6 relative plus 1e-12 absolute holds. With F16 rounding, every probability is an

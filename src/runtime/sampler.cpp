@@ -130,11 +130,18 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
   work_.assign(logits, logits + n_vocab);
   float* l = work_.data();
   adjust_logits(l, n_vocab);
+  const bool greedy = p_.temperature <= 0;
+  if (greedy && !matcher_) {  // the best token, without building the candidate list
+    int best = -1;
+    for (int i = 0; i < n_vocab; ++i)
+      if (l[i] > kNegInf && (best < 0 || better(l[i], i, l[best], best))) best = i;
+    if (best < 0) fail("no token can be sampled: logit_bias or the grammar excludes them all");
+    return best;
+  }
   cand_.clear();
   for (int i = 0; i < n_vocab; ++i) {
     if (l[i] > kNegInf) cand_.push_back({i, l[i]});  // NaN and banned tokens drop out here
   }
-  const bool greedy = p_.temperature <= 0;
   bool sorted = false;
   if (matcher_ && !cand_.empty()) {
     sorted = apply_grammar(l, n_vocab, greedy ? 1 : size_t(p_.top_k));
