@@ -821,7 +821,7 @@ void gemm_rows_float(const GemmTask& g) {
 }  // namespace
 }  // namespace muse::MUSE_SIMD_NS
 
-#include "ops/attention-inl.h"
+#include "ops/float_ops-inl.h"
 #include "ops/quantize-inl.h"
 
 namespace muse::MUSE_SIMD_NS {

@@ -1,5 +1,5 @@
 // SIMD activation quantization (included by matmul-inl.h inside its instruction-set
-// namespace, after attention-inl.h). Bit-identical to kernels_scalar's quantizers: the same
+// namespace, after float_ops-inl.h). Bit-identical to kernels_scalar's quantizers: the same
 // float products, rounded to nearest even by the vector conversion as nearbyint does.
 #include "util/fp16.h"
 

@@ -1,9 +1,10 @@
-// SIMD attention kernels (included by matmul-inl.h inside its instruction-set namespace).
+// SIMD float kernels of the forward pass besides the matmuls (included by matmul-inl.h inside
+// its instruction-set namespace): attention (a query's scores for a block of key rows,
+// softmax, the probability-weighted sum of value rows) and SwiGLU.
 //
-// A query's scores for a block of key rows, softmax, and the probability-weighted sum of value
-// rows. Each result is computed with arithmetic that depends only on the query and its own
-// rows: a key row's dot product is summed lane by lane and then reduced in a fixed tree, so
-// the same query gets the same scores however many rows (or other queries) share the call.
+// Attention results depend only on the query and its own rows: a key row's dot product is
+// summed lane by lane and then reduced in a fixed tree, so the same query gets the same scores
+// however many rows (or other queries) share the call.
 
 #include <algorithm>
 #include <cmath>
