@@ -511,16 +511,17 @@ void gemm_q6k_tile_512(const GemmTask& g, int t0) {
         s[2 * n + 1] = pick_scales4(scz, 8 * n + 4);
       }
       const float d = half(b.d);
+      __m512i isum[NT];
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* p = aq[t] + i * QK_K;
+        isum[t] = _mm512_setzero_si512();
+        for (int k = 0; k < 4; ++k)
+          isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(p + 64 * k)), s[k]);
+      }
+      // The -32 zero point, through the activation sums: -32 * sum_g sc[g] * sum16[g].
       if constexpr (kTokenVectors<NT>) {
-        // The -32 zero point, through the activation sums: -32 * sum_g sc[g] * sum16[g].
         const __m512i sc2 = _mm512_broadcast_i64x4(sc16);
-        __m512i isum[NT], sums[4];
-        for (int t = 0; t < NT; ++t) {
-          const int8_t* p = aq[t] + i * QK_K;
-          isum[t] = _mm512_setzero_si512();
-          for (int k = 0; k < 4; ++k)
-            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(p + 64 * k)), s[k]);
-        }
+        __m512i sums[4];
         for (int k = 0; k < 4; ++k) {
           const int a = 2 * k, c = 2 * k + 1;
           if (a >= NT) {
@@ -535,13 +536,8 @@ void gemm_q6k_tile_512(const GemmTask& g, int t0) {
                                _mm256_mul_ps(_mm256_set1_ps(d), _mm256_loadu_ps(da + size_t(i) * 8)), acc8);
       } else {
         for (int t = 0; t < NT; ++t) {
-          const __m256i off = _mm256_madd_epi16(load256(bs[t] + 16 * i), sc16);
-          __m512i isum = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5)));
-          isum = _mm512_inserti64x4(isum, _mm256_setzero_si256(), 1);
-          const int8_t* p = aq[t] + i * QK_K;
-          for (int k = 0; k < 4; ++k)
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(p + 64 * k)), s[k]);
-          acc[t] = std::fma(float(hsum_epi32(isum)), d * ad[t][i], acc[t]);
+          const int32_t off = hsum_epi32(_mm256_madd_epi16(load256(bs[t] + 16 * i), sc16));
+          acc[t] = std::fma(float(hsum_epi32(isum[t]) - 32 * off), d * ad[t][i], acc[t]);
         }
       }
     }
