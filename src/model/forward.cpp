@@ -5,6 +5,8 @@
 #include <cstring>
 #include <initializer_list>
 
+#include <xmmintrin.h>
+
 #include "quant/types.h"
 #include "util/error.h"
 #include "util/fp16.h"
@@ -172,6 +174,16 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
     pool_.parallel_for(int64_t(n_kv) * shares, [&](int64_t task, int thread) {
       const int kvh = int(task / shares), share = int(task % shares);
       float* rows = rows_.data() + size_t(thread) * row_floats;
+      // Per block: the queries that read it (their inputs, outputs and row counts).
+      thread_local std::vector<const float*> in;
+      thread_local std::vector<float*> out;
+      thread_local std::vector<int> n_rows;
+      const size_t most = size_t(range.t1 - range.t0) * group;
+      if (in.size() < most) {
+        in.resize(most);
+        out.resize(most);
+        n_rows.resize(most);
+      }
       auto for_each_block = [&](bool values) {
         for (size_t g = 0; g < uses.size();) {
           size_t end = g;
@@ -180,20 +192,33 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
             if (uses[end].token % shares == share) need = std::max(need, uses[end].rows);
             ++end;
           }
+          // The next block's rows are on their way while this one is computed (a few
+          // microseconds), which the hardware prefetchers do not do across blocks.
+          if (end < uses.size()) {
+            const uint8_t* next = values ? kv.values(uses[end].block, layer, kvh) : kv.keys(uses[end].block, layer, kvh);
+            const size_t bytes = size_t(bt) * (values ? v_row : k_row);
+            for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
+          }
           if (need > 0) {
             const int32_t block = uses[g].block;
             if (values) load_rows(kv.values(block, layer, kvh), v_row, hdv, need, rows);
             else load_rows(kv.keys(block, layer, kvh), k_row, hd, need, rows);
+            // Every query of this share that reads the block, in runs that see the same rows.
+            size_t n_q = 0;
             for (size_t u = g; u < end; ++u) {
               if (uses[u].token % shares != share) continue;
               const int i = uses[u].token;
-              for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
+              for (int h = kvh * group; h < (kvh + 1) * group; ++h, ++n_q) {
                 float* s = scores(i, h) + size_t(uses[u].index) * bt;
-                if (values)
-                  kern.weighted_rows(s, rows, uses[u].rows, hdv, attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv);
-                else
-                  kern.dot_rows(q_.data() + size_t(i) * c_.q_dim() + size_t(h) * hd, rows, uses[u].rows, hd, scale, s);
+                in[n_q] = values ? s : q_.data() + size_t(i) * c_.q_dim() + size_t(h) * hd;
+                out[n_q] = values ? attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv : s;
+                n_rows[n_q] = uses[u].rows;
               }
+            }
+            for (size_t j0 = 0, j1; j0 < n_q; j0 = j1) {
+              for (j1 = j0 + 1; j1 < n_q && n_rows[j1] == n_rows[j0];) ++j1;
+              if (values) kern.weighted_rows(&in[j0], &out[j0], int(j1 - j0), rows, n_rows[j0], hdv);
+              else kern.dot_rows(&in[j0], &out[j0], int(j1 - j0), rows, n_rows[j0], hd, scale);
             }
           }
           g = end;

@@ -1,5 +1,9 @@
 #include "model/model.h"
 
+#include <algorithm>
+#include <thread>
+
+#include "ops/packed_weights.h"
 #include "util/error.h"
 
 namespace muse {
@@ -104,7 +108,32 @@ std::unique_ptr<Model> Model::from_file(std::unique_ptr<GgufFile> file) {
       l.k_norm = L.vec(p + "attn_k_norm.weight", c.head_dim);
     }
   }
+  m->pack_weights();
   return m;
+}
+
+void Model::pack_weights() {
+  const KernelSet& ks = kernels();
+  std::vector<Matrix*> todo;
+  auto consider = [&](Matrix& w) {
+    if (ks.gemm_packed[int(w.type)] && packable(w.type, w.cols) && w.rows >= kRowGroup) todo.push_back(&w);
+  };
+  for (LayerWeights& l : layers_)
+    for (Matrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) consider(*w);
+  consider(output_);
+  // Load time: every thread takes whole groups of every matrix.
+  const int n_threads = int(std::max(1u, std::min(8u, std::thread::hardware_concurrency())));
+  for (Matrix* w : todo) {
+    LargeBuffer& buf = packed_.emplace_back(packed_bytes(w->type, w->rows, w->cols));
+    const int64_t groups = w->rows / kRowGroup;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n_threads; ++i)
+      threads.emplace_back([&, i] {
+        pack_groups(w->type, w->data, w->cols, groups * i / n_threads, groups * (i + 1) / n_threads, buf.data());
+      });
+    for (std::thread& t : threads) t.join();
+    w->packed = buf.data();
+  }
 }
 
 size_t Model::weight_bytes() const {

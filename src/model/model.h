@@ -7,6 +7,7 @@
 #include "io/gguf.h"
 #include "model/config.h"
 #include "ops/matmul.h"
+#include "util/large_buffer.h"
 
 namespace muse {
 
@@ -35,12 +36,15 @@ class Model {
 
  private:
   Model() = default;
+  // Repacks the matrices this CPU's kernels have a packed layout for (ops/packed_weights.h).
+  void pack_weights();
   std::unique_ptr<GgufFile> file_;
   ModelConfig config_;
   Matrix tok_embd_, output_;
   bool tied_output_ = false;
   std::vector<float> output_norm_, rope_freqs_;
   std::vector<LayerWeights> layers_;
+  std::vector<LargeBuffer> packed_;  // the packed copies that Matrix::packed points into
 };
 
 }  // namespace muse

@@ -174,11 +174,71 @@ void dot_rows_fixed(const float* q, const float* rows, int n_rows, int dim, floa
   }
 }
 
-void dot_rows(const float* q, const float* rows, int n_rows, int dim, float scale, float* s) {
+void dot_rows_one(const float* q, const float* rows, int n_rows, int dim, float scale, float* s) {
   if (dim == 4 * kAttnLanes) dot_rows_fixed<4>(q, rows, n_rows, dim, scale, s);
   else if (dim == 8 * kAttnLanes) dot_rows_fixed<8>(q, rows, n_rows, dim, scale, s);
   else if (dim == 16 * kAttnLanes) dot_rows_fixed<16>(q, rows, n_rows, dim, scale, s);
   else dot_rows_fixed<0>(q, rows, n_rows, dim, scale, s);
+}
+
+// Lanes [0, n) and [half, half + n) of v to two places.
+#ifdef __AVX512F__
+inline void astore_halves(float* lo, float* hi, AVec v, int n) {
+  const __mmask8 m = __mmask8((1u << n) - 1);
+  _mm256_mask_storeu_ps(lo, m, _mm512_extractf32x8_ps(v, 0));
+  _mm256_mask_storeu_ps(hi, m, _mm512_extractf32x8_ps(v, 1));
+}
+#else
+inline void astore_halves(float* lo, float* hi, AVec v, int n) {
+  const __m128i m = _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3));
+  _mm_maskstore_ps(lo, m, _mm256_castps256_ps128(v));
+  _mm_maskstore_ps(hi, m, _mm256_extractf128_ps(v, 1));
+}
+#endif
+
+// Two queries against the same rows, half a vector's worth of rows per pass: each row vector
+// is loaded once for both. Lane r of the tree's result is query 0's row r, lane half + r
+// query 1's, each summed exactly as dot_rows_fixed sums it.
+template <int NC>
+void dot_rows_two(const float* q0, const float* q1, const float* rows, int n_rows, int dim, float scale, float* s0,
+                  float* s1) {
+  constexpr int H = kAttnLanes / 2;
+  const int chunks = NC > 0 ? NC : dim / kAttnLanes, tail = NC > 0 ? 0 : dim % kAttnLanes;
+  for (int r0 = 0; r0 < n_rows; r0 += H) {
+    const int nr = std::min(H, n_rows - r0);
+    const float* base = rows + size_t(r0) * dim;
+    AVec acc[kAttnLanes];
+    for (int r = 0; r < kAttnLanes; ++r) acc[r] = azero();
+    for (int c = 0; c < chunks; ++c) {
+      const AVec qa = aload(q0 + c * kAttnLanes), qb = aload(q1 + c * kAttnLanes);
+      for (int r = 0; r < H; ++r)
+        if (nr == H || r < nr) {
+          const AVec row = aload(base + size_t(r) * dim + c * kAttnLanes);
+          acc[r] = afma(qa, row, acc[r]);
+          acc[H + r] = afma(qb, row, acc[H + r]);
+        }
+    }
+    if (tail) {
+      const int full = chunks * kAttnLanes;
+      const AVec qa = aload_n(q0 + full, tail), qb = aload_n(q1 + full, tail);
+      for (int r = 0; r < nr; ++r) {
+        const AVec row = aload_n(base + size_t(r) * dim + full, tail);
+        acc[r] = afma(qa, row, acc[r]);
+        acc[H + r] = afma(qb, row, acc[H + r]);
+      }
+    }
+    astore_halves(s0 + r0, s1 + r0, amul(sum_lanes_of_rows(acc), aset1(scale)), nr);
+  }
+}
+
+void dot_rows(const float* const* q, float* const* s, int n_q, const float* rows, int n_rows, int dim, float scale) {
+  int j = 0;
+  for (; j + 2 <= n_q; j += 2) {
+    if (dim == 4 * kAttnLanes) dot_rows_two<4>(q[j], q[j + 1], rows, n_rows, dim, scale, s[j], s[j + 1]);
+    else if (dim == 8 * kAttnLanes) dot_rows_two<8>(q[j], q[j + 1], rows, n_rows, dim, scale, s[j], s[j + 1]);
+    else dot_rows_two<0>(q[j], q[j + 1], rows, n_rows, dim, scale, s[j], s[j + 1]);
+  }
+  if (j < n_q) dot_rows_one(q[j], rows, n_rows, dim, scale, s[j]);
 }
 
 // out[0, NV vectors) += sum over r of p[r] * rows[r], the NV vectors of out held in registers.
@@ -194,10 +254,10 @@ void weighted_panel(const float* p, const float* rows, int n_rows, int dim, floa
   for (int j = 0; j < NV; ++j) astore(out + j * kAttnLanes, acc[j]);
 }
 
-// out += sum over r of p[r] * rows[r]: for each element, one FMA per row in row order, in
-// panels of up to 8 vectors.
-void weighted_rows(const float* p, const float* rows, int n_rows, int dim, float* out) {
-  int i = 0;
+// out[i] += sum over r of p[r] * rows[r][i] for i in [from, dim): one FMA per row in row order,
+// in panels of up to 8 vectors.
+void weighted_cols(const float* p, const float* rows, int n_rows, int dim, int from, float* out) {
+  int i = from;
   for (; i + 8 * kAttnLanes <= dim; i += 8 * kAttnLanes) weighted_panel<8>(p, rows + i, n_rows, dim, out + i);
   const int rest = (dim - i) / kAttnLanes;
   switch (rest) {
@@ -216,6 +276,46 @@ void weighted_rows(const float* p, const float* rows, int n_rows, int dim, float
     for (int r = 0; r < n_rows; ++r) acc = afma(aset1(p[r]), aload_n(rows + size_t(r) * dim + i, tail), acc);
     astore_n(out + i, acc, tail);
   }
+}
+
+// Two queries' panels of NV vectors, each row vector loaded once for both.
+template <int NV>
+void weighted_panel_two(const float* p0, const float* p1, const float* rows, int n_rows, int dim, float* out0,
+                        float* out1) {
+  AVec a0[NV], a1[NV];
+  for (int j = 0; j < NV; ++j) {
+    a0[j] = aload(out0 + j * kAttnLanes);
+    a1[j] = aload(out1 + j * kAttnLanes);
+  }
+  for (int r = 0; r < n_rows; ++r) {
+    const AVec w0 = aset1(p0[r]), w1 = aset1(p1[r]);
+    const float* row = rows + size_t(r) * dim;
+    for (int j = 0; j < NV; ++j) {
+      const AVec v = aload(row + j * kAttnLanes);
+      a0[j] = afma(w0, v, a0[j]);
+      a1[j] = afma(w1, v, a1[j]);
+    }
+  }
+  for (int j = 0; j < NV; ++j) {
+    astore(out0 + j * kAttnLanes, a0[j]);
+    astore(out1 + j * kAttnLanes, a1[j]);
+  }
+}
+
+// Each query's elements see the same FMAs in the same order as weighted_cols gives them.
+void weighted_rows(const float* const* p, float* const* out, int n_q, const float* rows, int n_rows, int dim) {
+  constexpr int kPanel = kAttnLanes == 16 ? 8 : 4;  // two queries' accumulators fill half the registers
+  int j = 0;
+  for (; j + 2 <= n_q; j += 2) {
+    int i = 0;
+    for (; i + kPanel * kAttnLanes <= dim; i += kPanel * kAttnLanes)
+      weighted_panel_two<kPanel>(p[j], p[j + 1], rows + i, n_rows, dim, out[j] + i, out[j + 1] + i);
+    if (i < dim) {
+      weighted_cols(p[j], rows, n_rows, dim, i, out[j]);
+      weighted_cols(p[j + 1], rows, n_rows, dim, i, out[j + 1]);
+    }
+  }
+  if (j < n_q) weighted_cols(p[j], rows, n_rows, dim, 0, out[j]);
 }
 
 // x *= silu(gate) = gate * sigmoid(gate), with sigmoid from e = exp(-|gate|) (never

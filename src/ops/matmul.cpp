@@ -65,26 +65,27 @@ const KernelSet& kernels() {
 
 namespace {
 
-// One job's split into tasks: whole groups of kRowGroup rows through the batched kernel for
-// prompt batches (each task unpacks its group's weights once for all tokens, leftover rows
-// through the plain kernel); otherwise row chunks small enough to balance threads but large
-// enough that each task streams a useful run of weights, and token chunks when the batch is
-// large.
+// One job's split into tasks: row chunks small enough to balance threads but large enough that
+// each task streams a useful run of weights, times token chunks when the batch is large.
+// Packed weights go through their kernel in whole groups of kRowGroup rows (any rows after
+// the last group through the plain kernel); otherwise prompt batches take the batched kernel,
+// one task per group (it unpacks the group's weights once for all tokens).
 class JobTasks {
  public:
   JobTasks(const MatmulJob& job, int n_threads) : job_(job), ks_(kernels()) {
     const Matrix& w = *job.w;
     kernel_ = ks_.gemm[int(w.type)];
     if (!kernel_) fail("no kernel for tensor type ", type_name(w.type));
+    packed_ = w.packed ? ks_.gemm_packed[int(w.type)] : nullptr;
     batched_ = ks_.gemm_rows[int(w.type)];
-    if (batched_ && job.a->T >= kBatchedMinTokens && w.rows >= kRowGroup) {
+    if (!packed_ && batched_ && job.a->T >= kBatchedMinTokens && w.rows >= kRowGroup) {
       groups_ = w.rows / kRowGroup;
       n_tasks_ = groups_ + (groups_ * kRowGroup < w.rows ? 1 : 0);
       return;
     }
     batched_ = nullptr;
     chunk_ = std::max<int64_t>(8, w.rows / (int64_t(n_threads) * 8));
-    chunk_ = (chunk_ + 7) / 8 * 8;
+    chunk_ = (chunk_ + kRowGroup - 1) / kRowGroup * kRowGroup;
     n_row_chunks_ = (w.rows + chunk_ - 1) / chunk_;
     n_tasks_ = n_row_chunks_ * ((job.a->T + kTokenChunk - 1) / kTokenChunk);
   }
@@ -97,8 +98,16 @@ class JobTasks {
       return;
     }
     const int64_t rc = task % n_row_chunks_, tc = task / n_row_chunks_;
-    const int t0 = int(tc * kTokenChunk);
-    kernel_(task_for(rc * chunk_, std::min(w.rows, (rc + 1) * chunk_), t0, std::min(job_.a->T, t0 + kTokenChunk)));
+    const int t0 = int(tc * kTokenChunk), t1 = std::min(job_.a->T, t0 + kTokenChunk);
+    const int64_t r0 = rc * chunk_, r1 = std::min(w.rows, (rc + 1) * chunk_);
+    if (!packed_) return kernel_(task_for(r0, r1, t0, t1));
+    const int64_t packed_end = std::min(r1, w.rows / kRowGroup * kRowGroup);
+    if (r0 < packed_end) {
+      GemmTask g = task_for(r0, packed_end, t0, t1);
+      g.w = w.packed;
+      packed_(g);
+    }
+    if (packed_end < r1) kernel_(task_for(std::max(r0, packed_end), r1, t0, t1));
   }
 
  private:
@@ -119,7 +128,7 @@ class JobTasks {
   }
   MatmulJob job_;
   const KernelSet& ks_;
-  GemmKernel kernel_ = nullptr, batched_ = nullptr;
+  GemmKernel kernel_ = nullptr, packed_ = nullptr, batched_ = nullptr;
   int64_t groups_ = 0, chunk_ = 0, n_row_chunks_ = 0, n_tasks_ = 0;
 };
 

@@ -78,14 +78,20 @@ struct KernelSet {
   GemmKernel gemm[kGgmlTypeLimit];
   // Batched (prompt) kernels over whole groups of kRowGroup rows; null where the set has none.
   GemmKernel gemm_rows[kGgmlTypeLimit];
+  // Kernels over weights packed at load (ops/packed_weights.h): g.w is the packed matrix and
+  // [r0, r1) whole groups of kRowGroup rows; any number of tokens. Null where the set has none.
+  GemmKernel gemm_packed[kGgmlTypeLimit];
   // Attention over KV rows: a block of F16 rows is converted once, then every query that reads
   // it uses the float kernels.
   void (*f16_to_f32)(const uint16_t* x, float* y, int n);
-  // s[r] = scale * (q . rows[r]) for n_rows rows of dim floats.
-  void (*dot_rows)(const float* q, const float* rows, int n_rows, int dim, float scale, float* s);
-  // out += sum over r of p[r] * rows[r], one fused multiply-add per row and element in row order
-  // (so the result is the same however the rows are split into calls).
-  void (*weighted_rows)(const float* p, const float* rows, int n_rows, int dim, float* out);
+  // For each of n_q queries j: s[j][r] = scale * (q[j] . rows[r]) for n_rows rows of dim
+  // floats. A query's scores are the same whatever other queries share the call.
+  void (*dot_rows)(const float* const* q, float* const* s, int n_q, const float* rows, int n_rows, int dim,
+                   float scale);
+  // For each of n_q queries j: out[j] += sum over r of p[j][r] * rows[r], one fused multiply-add
+  // per row and element in row order (so the result is the same however the rows are split
+  // into calls, and whatever other queries share the call).
+  void (*weighted_rows)(const float* const* p, float* const* out, int n_q, const float* rows, int n_rows, int dim);
   // In place softmax over n scores; with round_f16 the probabilities are rounded to F16
   // precision afterwards.
   void (*softmax)(float* x, int n, bool round_f16);
@@ -105,6 +111,9 @@ struct Matrix {
   GgmlType type = GgmlType::F32;
   const uint8_t* data = nullptr;
   int64_t rows = 0, cols = 0;
+  // The first rows / kRowGroup groups of rows packed for this CPU's kernels (see
+  // ops/packed_weights.h), or null; `data` still holds every row.
+  const uint8_t* packed = nullptr;
   size_t row_bytes() const { return muse::row_bytes(type, cols); }
 };
 

@@ -140,16 +140,18 @@ void gemm(const GemmTask& g) {
 void f16_to_f32(const uint16_t* x, float* y, int n) {
   for (int i = 0; i < n; ++i) y[i] = fp16_to_float(x[i]);
 }
-void dot_rows(const float* q, const float* rows, int n_rows, int dim, float scale, float* s) {
-  for (int r = 0; r < n_rows; ++r) {
-    float d = 0;
-    for (int i = 0; i < dim; ++i) d += q[i] * rows[size_t(r) * dim + i];
-    s[r] = d * scale;
-  }
+void dot_rows(const float* const* q, float* const* s, int n_q, const float* rows, int n_rows, int dim, float scale) {
+  for (int j = 0; j < n_q; ++j)
+    for (int r = 0; r < n_rows; ++r) {
+      float d = 0;
+      for (int i = 0; i < dim; ++i) d += q[j][i] * rows[size_t(r) * dim + i];
+      s[j][r] = d * scale;
+    }
 }
-void weighted_rows(const float* p, const float* rows, int n_rows, int dim, float* out) {
-  for (int i = 0; i < dim; ++i)
-    for (int r = 0; r < n_rows; ++r) out[i] = std::fma(p[r], rows[size_t(r) * dim + i], out[i]);
+void weighted_rows(const float* const* p, float* const* out, int n_q, const float* rows, int n_rows, int dim) {
+  for (int j = 0; j < n_q; ++j)
+    for (int i = 0; i < dim; ++i)
+      for (int r = 0; r < n_rows; ++r) out[j][i] = std::fma(p[j][r], rows[size_t(r) * dim + i], out[j][i]);
 }
 
 void softmax_rounded(float* x, int n, bool round_f16) {

@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "ops/packed_weights.h"
 #include "testing/test_support.h"
 #include "util/fp16.h"
 #include "util/thread_pool.h"
@@ -47,7 +48,7 @@ TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
   for (int r = 0; r < rows; ++r)
     dequantize_row(type, w.data() + r * row_bytes(type, K), &wd[size_t(r) * K], K);
 
-  for (int T : {1, 2, 4, 5, 7, 9}) {  // every tile width (and both reduction paths) of the kernels
+  for (int T : {1, 2, 4, 5, 7, 9, 19}) {  // every tile width (and both reduction paths) of the kernels
     const std::vector<float> x = random_normal(size_t(T) * K, 100 + T);
     QuantizedActs acts;
     quantize_acts(x.data(), K, T, K, act_format(type), acts);
@@ -62,13 +63,23 @@ TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
           xd[size_t(t) * K + k] = double(acts.d_row(t)[k / unit]) * acts.q_row(t)[k];
         }
       }
-    // Each kernel set's per-row kernel over all rows, and its batched kernel (if any) over
-    // whole groups of kRowGroup rows.
+    // Each kernel set's per-row kernel over all rows, its batched kernel (if any) over whole
+    // groups of kRowGroup rows, and its packed kernel (if any) over the packed groups; the
+    // rows after the last whole group through the per-row kernel.
+    std::vector<uint8_t> packed;
+    if (packable(type, K)) {
+      packed.resize(packed_bytes(type, rows, K));
+      pack_groups(type, w.data(), K, 0, rows / kRowGroup, packed.data());
+    }
+    enum Variant { kRows, kBatched, kPacked };
     std::vector<std::pair<std::string, std::vector<float>>> results;
     for (SimdLevel level : available_levels()) {
       const KernelSet& ks = kernels_for(level);
-      for (bool batched : {false, true}) {
-        if (batched && !ks.gemm_rows[int(type)]) continue;
+      for (Variant variant : {kRows, kBatched, kPacked}) {
+        const GemmKernel group_kernel = variant == kBatched  ? ks.gemm_rows[int(type)]
+                                        : variant == kPacked ? (packed.empty() ? nullptr : ks.gemm_packed[int(type)])
+                                                             : nullptr;
+        if (variant != kRows && !group_kernel) continue;
         std::vector<float> y(size_t(T) * rows, -1e30f);
         GemmTask g;
         g.w = w.data();
@@ -79,21 +90,23 @@ TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
         g.t1 = T;
         g.y = y.data();
         g.ldy = rows;
-        if (batched) {
+        if (variant == kBatched) {
           for (int r0 = 0; r0 + kRowGroup <= rows; r0 += kRowGroup) {
             g.r0 = r0;
             g.r1 = r0 + kRowGroup;
-            ks.gemm_rows[int(type)](g);
+            group_kernel(g);
           }
-          g.r0 = rows / kRowGroup * kRowGroup;
-          g.r1 = rows;
-          ks.gemm[int(type)](g);
-        } else {
-          g.r0 = 0;
-          g.r1 = rows;
-          ks.gemm[int(type)](g);
+        } else if (variant == kPacked) {
+          GemmTask p = g;
+          p.w = packed.data();
+          p.r0 = 0;
+          p.r1 = rows / kRowGroup * kRowGroup;
+          group_kernel(p);
         }
-        results.emplace_back(std::string(ks.name) + (batched ? " batched" : ""), y);
+        g.r0 = variant == kRows ? 0 : rows / kRowGroup * kRowGroup;
+        g.r1 = rows;
+        ks.gemm[int(type)](g);
+        results.emplace_back(std::string(ks.name) + (variant == kBatched ? " batched" : variant == kPacked ? " packed" : ""), y);
       }
     }
     for (const auto& [name, y] : results) {
@@ -209,11 +222,13 @@ TEST(Matmul, ThreadCountDoesNotChangeResults) {
 // float32 summation (1e-6 of the sum of magnitudes covers 77 terms); weighted rows are one FMA
 // per row and element, so splitting the rows over two calls changes nothing. 21 rows cover a
 // full group of vector lanes and a partial one; a row's score must not depend on its group.
+// Several queries share a call (each row vector is loaded once for two of them): every
+// query's results must be exactly those it gets alone, for any number of queries and rows.
 TEST(AttentionKernels, ConversionDotsAndWeightedRowsMatchFloat64) {
   for (int n : {77, 128}) {  // any length, and a usual head size (unrolled kernels)
-    const int rows = 21;
-    const std::vector<float> q = random_normal(n, 9), yf = random_normal(size_t(n) * rows, 10),
-                             p = random_normal(rows, 11);
+    const int rows = 21, n_q = 5;
+    const std::vector<float> qs = random_normal(size_t(n) * n_q, 9), yf = random_normal(size_t(n) * rows, 10),
+                             ps = random_normal(size_t(rows) * n_q, 11);
     std::vector<uint16_t> y(yf.size());
     for (size_t i = 0; i < y.size(); ++i) y[i] = float_to_fp16(yf[i]);
     for (SimdLevel level : available_levels()) {
@@ -221,31 +236,53 @@ TEST(AttentionKernels, ConversionDotsAndWeightedRowsMatchFloat64) {
       std::vector<float> yc(y.size());
       k.f16_to_f32(y.data(), yc.data(), int(y.size()));
       for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(yc[i], fp16_to_float(y[i])) << k.name;
-      std::vector<float> s(rows);
-      k.dot_rows(q.data(), yc.data(), rows, n, 0.5f, s.data());
-      for (int r = 0; r < rows; ++r) {
-        double ref = 0, mag = 0;
-        for (int i = 0; i < n; ++i) {
-          ref += double(q[size_t(i)]) * yc[size_t(r) * n + i];
-          mag += std::fabs(double(q[size_t(i)]) * yc[size_t(r) * n + i]);
-        }
-        EXPECT_NEAR(s[size_t(r)], 0.5 * ref, 1e-6 * mag) << k.name;
-        float alone;
-        k.dot_rows(q.data(), yc.data() + size_t(r) * n, 1, n, 0.5f, &alone);
-        EXPECT_EQ(alone, s[size_t(r)]) << k.name << " row " << r;
+      std::vector<float> s(size_t(rows) * n_q);
+      std::vector<const float*> q_at(n_q), p_at(n_q);
+      std::vector<float*> s_at(n_q);
+      for (int j = 0; j < n_q; ++j) {
+        q_at[j] = qs.data() + size_t(j) * n;
+        p_at[j] = ps.data() + size_t(j) * rows;
+        s_at[j] = s.data() + size_t(j) * rows;
       }
-      std::vector<float> whole(q), split(q);
-      k.weighted_rows(p.data(), yc.data(), rows, n, whole.data());
-      k.weighted_rows(p.data(), yc.data(), 2, n, split.data());
-      k.weighted_rows(p.data() + 2, yc.data() + 2 * n, rows - 2, n, split.data());
-      for (int i = 0; i < n; ++i) {
-        double ref = q[size_t(i)], mag = std::fabs(q[size_t(i)]);
+      k.dot_rows(q_at.data(), s_at.data(), n_q, yc.data(), rows, n, 0.5f);
+      for (int j = 0; j < n_q; ++j)
         for (int r = 0; r < rows; ++r) {
-          ref += double(p[size_t(r)]) * yc[size_t(r) * n + i];
-          mag += std::fabs(double(p[size_t(r)]) * yc[size_t(r) * n + i]);
+          const float* q = q_at[j];
+          double ref = 0, mag = 0;
+          for (int i = 0; i < n; ++i) {
+            ref += double(q[i]) * yc[size_t(r) * n + i];
+            mag += std::fabs(double(q[i]) * yc[size_t(r) * n + i]);
+          }
+          EXPECT_NEAR(s_at[j][r], 0.5 * ref, 1e-6 * mag) << k.name;
+          float alone;
+          float* alone_at = &alone;
+          k.dot_rows(&q, &alone_at, 1, yc.data() + size_t(r) * n, 1, n, 0.5f);
+          EXPECT_EQ(alone, s_at[j][r]) << k.name << " query " << j << " row " << r;
         }
-        EXPECT_NEAR(whole[size_t(i)], ref, 1e-6 * mag) << k.name;
-        EXPECT_EQ(whole[size_t(i)], split[size_t(i)]) << k.name;
+      std::vector<float> whole(qs), split(qs), alone(qs);
+      std::vector<float*> whole_at(n_q), split_at(n_q);
+      for (int j = 0; j < n_q; ++j) {
+        whole_at[j] = whole.data() + size_t(j) * n;
+        split_at[j] = split.data() + size_t(j) * n;
+      }
+      k.weighted_rows(p_at.data(), whole_at.data(), n_q, yc.data(), rows, n);
+      k.weighted_rows(p_at.data(), split_at.data(), n_q, yc.data(), 2, n);
+      std::vector<const float*> p_rest(n_q);
+      for (int j = 0; j < n_q; ++j) p_rest[j] = p_at[j] + 2;
+      k.weighted_rows(p_rest.data(), split_at.data(), n_q, yc.data() + 2 * n, rows - 2, n);
+      for (int j = 0; j < n_q; ++j) {
+        float* out = alone.data() + size_t(j) * n;
+        k.weighted_rows(&p_at[j], &out, 1, yc.data(), rows, n);
+        for (int i = 0; i < n; ++i) {
+          double ref = qs[size_t(j) * n + i], mag = std::fabs(ref);
+          for (int r = 0; r < rows; ++r) {
+            ref += double(p_at[j][r]) * yc[size_t(r) * n + i];
+            mag += std::fabs(double(p_at[j][r]) * yc[size_t(r) * n + i]);
+          }
+          EXPECT_NEAR(whole_at[j][i], ref, 1e-6 * mag) << k.name;
+          EXPECT_EQ(whole_at[j][i], split_at[j][i]) << k.name;
+          EXPECT_EQ(whole_at[j][i], out[i]) << k.name << " query " << j;
+        }
       }
     }
   }

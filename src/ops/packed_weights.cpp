@@ -1,0 +1,80 @@
+#include "ops/packed_weights.h"
+
+#include <cstring>
+
+#include "ops/row_decode.h"
+#include "util/error.h"
+
+namespace muse {
+
+namespace {
+// Byte of (row r, value b of a group of 4) within a 64-byte vector.
+constexpr int lane(int r, int b) { return 4 * r + b; }
+}  // namespace
+
+bool packable(GgmlType type, int64_t cols) {
+  return (type == GgmlType::Q4_K || type == GgmlType::Q6_K) && cols > 0 && cols % QK_K == 0;
+}
+
+size_t packed_tile_bytes(GgmlType type) {
+  switch (type) {
+    case GgmlType::Q4_K:
+      return kPackedQ4KTile;
+    case GgmlType::Q6_K:
+      return kPackedQ6KTile;
+    default:
+      fail("no packed layout for ", type_name(type));
+  }
+}
+
+size_t packed_bytes(GgmlType type, int64_t rows, int64_t cols) {
+  return size_t(rows / kPackRows) * size_t(cols / QK_K) * packed_tile_bytes(type);
+}
+
+void pack_groups(GgmlType type, const uint8_t* src, int64_t cols, int64_t g0, int64_t g1,
+                 uint8_t* dst) {
+  if (!packable(type, cols))
+    fail("no packed layout for ", type_name(type), " rows of ", cols, " values");
+  const int K = int(cols), nsb = K / QK_K;
+  const size_t rb = row_bytes(type, cols), tile_bytes = packed_tile_bytes(type);
+  const bool q6 = type == GgmlType::Q6_K;
+  DecodedRow row;
+  for (int64_t g = g0; g < g1; ++g) {
+    uint8_t* group = dst + size_t(g) * nsb * tile_bytes;
+    std::memset(group, 0, nsb * tile_bytes);
+    for (int r = 0; r < kPackRows; ++r) {
+      const uint8_t* src_row = src + size_t(g * kPackRows + r) * rb;
+      decode_row(type, src_row, K, row);
+      for (int i = 0; i < nsb; ++i) {
+        uint8_t* tile = group + size_t(i) * tile_bytes;
+        const uint8_t* u = row.u.data() + size_t(i) * QK_K;
+        for (int c = 0; c < 4; ++c)
+          for (int e = 0; e < 8; ++e)
+            for (int b = 0; b < 4; ++b) {
+              const uint8_t a = u[64 * c + 4 * e + b], h = u[64 * c + 32 + 4 * e + b];
+              tile[64 * (8 * c + e) + lane(r, b)] = uint8_t((a & 0xF) | (h & 0xF) << 4);
+              if (q6) {
+                const int q = e / 4, k = e % 4;
+                tile[2048 + 64 * (4 * c + 2 * q + 0) + lane(r, b)] |= uint8_t((a >> 4) << (2 * k));
+                tile[2048 + 64 * (4 * c + 2 * q + 1) + lane(r, b)] |= uint8_t((h >> 4) << (2 * k));
+              }
+            }
+        if (q6) {
+          const BlockQ6_K& blk = reinterpret_cast<const BlockQ6_K*>(src_row)[i];
+          for (int j = 0; j < 16; ++j) tile[3072 + 16 * j + r] = uint8_t(blk.scales[j]);
+          std::memcpy(tile + 3328 + 2 * r, &blk.d, 2);
+        } else {
+          const BlockQ4_K& blk = reinterpret_cast<const BlockQ4_K*>(src_row)[i];
+          for (int j = 0; j < 8; ++j) {
+            tile[2048 + 16 * j + r] = uint8_t(row.sc[size_t(8 * i + j)]);
+            tile[2176 + 16 * j + r] = uint8_t(row.mn[size_t(8 * i + j)]);
+          }
+          std::memcpy(tile + 2304 + 2 * r, &blk.d, 2);
+          std::memcpy(tile + 2336 + 2 * r, &blk.dmin, 2);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace muse
