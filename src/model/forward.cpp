@@ -17,26 +17,26 @@ namespace muse {
 namespace {
 
 // One input to several matrices (q, k and v read the same normed rows): quantized once for
-// each activation format those matrices need, into buffers the pass keeps.
+// each activation format those matrices need, into buffers the pass keeps. Rows are quantized
+// one by one as they become ready (inside the per-token step that writes them).
 class SharedInput {
  public:
-  SharedInput(const float* x, int ldx, int T, QuantizedActs (&slots)[3], ThreadPool& pool)
-      : x_(x), ldx_(ldx), T_(T), slots_(slots), pool_(pool) {}
-  const QuantizedActs& for_matrix(const Matrix& w) {
-    const ActFormat fmt = act_format(w.type);
-    const int i = int(fmt);
-    if (!ready_[i]) {
-      quantize_acts(x_, ldx_, T_, int(w.cols), fmt, slots_[i], &pool_);
+  SharedInput(const float* x, int ldx, int T, QuantizedActs (&slots)[3], std::initializer_list<const Matrix*> readers)
+      : slots_(slots) {
+    for (const Matrix* w : readers) {
+      const int i = int(act_format(w->type));
+      if (!ready_[i]) prepare_acts(x, ldx, T, int(w->cols), act_format(w->type), slots_[i]);
       ready_[i] = true;
     }
-    return slots_[i];
   }
+  void quantize_row(int t) {
+    for (int i = 0; i < 3; ++i)
+      if (ready_[i]) quantize_act_row(slots_[i], t);
+  }
+  const QuantizedActs& for_matrix(const Matrix& w) const { return slots_[int(act_format(w.type))]; }
 
  private:
-  const float* x_;
-  int ldx_, T_;
   QuantizedActs (&slots_)[3];
-  ThreadPool& pool_;
   bool ready_[3] = {};
 };
 
@@ -46,17 +46,15 @@ struct Projection {
   const Matrix& w;
   float* y;
 };
-void project(std::initializer_list<Projection> outputs, SharedInput& in, ThreadPool& pool) {
+void project(std::initializer_list<Projection> outputs, const SharedInput& in, ThreadPool& pool) {
   MatmulJob jobs[4];
   int n = 0;
   for (const Projection& p : outputs) jobs[n++] = {&p.w, &in.for_matrix(p.w), p.y, p.w.rows};
   matmul_jobs(jobs, n, pool);
 }
 
-void add_bias(float* y, const std::vector<float>& b, int rows, int dim) {
-  if (b.empty()) return;
-  for (int i = 0; i < rows; ++i)
-    for (int j = 0; j < dim; ++j) y[size_t(i) * dim + j] += b[j];
+void add_bias(float* y, const std::vector<float>& b) {
+  for (size_t j = 0; j < b.size(); ++j) y[j] += b[j];
 }
 
 }  // namespace
@@ -148,7 +146,6 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
   const KvType type = kv.config().type;
   const bool f16 = type == KvType::kF16;
   const size_t k_row = kv.k_head_bytes(), v_row = kv.v_head_bytes();
-  const int n = int(batch.size());
   // Rows [0, rows) of one head's block, as floats.
   auto load_rows = [&](const uint8_t* src, size_t row_bytes, int dim, int rows, float* out) {
     if (f16) kern.f16_to_f32(reinterpret_cast<const uint16_t*>(src), out, rows * dim);
@@ -156,12 +153,6 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
     else
       for (int r = 0; r < rows; ++r) dequantize_row(GgmlType::Q8_0, src + size_t(r) * row_bytes, out + size_t(r) * dim, dim);
   };
-  // With an F16 cache, products are taken at F16 input precision (q and the attention weights
-  // rounded to F16), as llama.cpp computes them: this keeps logits within 1e-3 of the
-  // reference on F32 models instead of 5e-3.
-  if (f16)
-    for (size_t j = 0; j < size_t(n) * c_.q_dim(); ++j) q_[j] = round_to_fp16(q_[j]);
-
   const size_t row_floats = size_t(bt) * std::max(hd, hdv);
   rows_.resize(size_t(pool_.size()) * row_floats);
   for (const AttentionRange& range : ranges_) {
@@ -251,25 +242,37 @@ void BatchForward::run(const std::vector<BatchToken>& batch, KvPool& kv,
       fail("position ", t.pos, " has no reserved KV slot");
   }
   plan_attention(batch, kv, sequences);
-  const int E = c_.n_embd;
+  const int E = c_.n_embd, A = c_.n_head * c_.head_dim_v;
   const Matrix& emb = model_.token_embedding();
   for (int i = 0; i < n; ++i)
     dequantize_row(emb.type, emb.data + size_t(batch[size_t(i)].token) * emb.row_bytes(), x_.data() + size_t(i) * E, E);
   const int pairs = rope_.pairs();
   for (int i = 0; i < n; ++i)
     rope_.angles(batch[size_t(i)].pos, &rope_cos_[size_t(i) * pairs], &rope_sin_[size_t(i) * pairs]);
+  // The work between matrix products is per token: spread over the pool rather than left to
+  // one thread while the others wait.
+  auto per_token = [&](auto&& fn) { pool_.parallel_for(n, [&](int64_t i, int) { fn(int(i)); }); };
+  auto add_rows = [&](float* x, const float* y, int i) {
+    for (int j = 0; j < E; ++j) x[size_t(i) * E + j] += y[size_t(i) * E + j];
+  };
+  const bool f16_kv = kv.config().type == KvType::kF16;
 
   for (int l = 0; l < c_.n_layer; ++l) {
     const LayerWeights& L = model_.layers()[l];
-    for (int i = 0; i < n; ++i) rms_norm(&x_[size_t(i) * E], L.attn_norm.data(), &xn_[size_t(i) * E], E, c_.rms_eps);
-    SharedInput attn_in(xn_.data(), E, n, acts_, pool_);
+    SharedInput attn_in(xn_.data(), E, n, acts_, {&L.wq, &L.wk, &L.wv});
+    per_token([&](int i) {
+      if (l > 0) add_rows(x_.data(), tmp_.data(), i);  // the previous layer's feed-forward output
+      rms_norm(&x_[size_t(i) * E], L.attn_norm.data(), &xn_[size_t(i) * E], E, c_.rms_eps);
+      attn_in.quantize_row(i);
+    });
     project({{L.wq, q_.data()}, {L.wk, k_.data()}, {L.wv, v_.data()}}, attn_in, pool_);
-    add_bias(q_.data(), L.bq, n, c_.q_dim());
-    add_bias(k_.data(), L.bk, n, c_.kv_dim());
-    add_bias(v_.data(), L.bv, n, c_.v_dim());
-    for (int i = 0; i < n; ++i) {
+    per_token([&](int i) {
       float* q = &q_[size_t(i) * c_.q_dim()];
       float* k = &k_[size_t(i) * c_.kv_dim()];
+      float* v = &v_[size_t(i) * c_.v_dim()];
+      add_bias(q, L.bq);
+      add_bias(k, L.bk);
+      add_bias(v, L.bv);
       if (!L.q_norm.empty()) {
         for (int h = 0; h < c_.n_head; ++h) rms_norm(q + h * c_.head_dim, L.q_norm.data(), q + h * c_.head_dim, c_.head_dim, c_.rms_eps);
         for (int h = 0; h < c_.n_head_kv; ++h) rms_norm(k + h * c_.head_dim, L.k_norm.data(), k + h * c_.head_dim, c_.head_dim, c_.rms_eps);
@@ -279,23 +282,33 @@ void BatchForward::run(const std::vector<BatchToken>& batch, KvPool& kv,
       rope_.rotate(q, c_.n_head, c_.head_dim, cs, sn);
       rope_.rotate(k, c_.n_head_kv, c_.head_dim, cs, sn);
       const BatchToken& t = batch[size_t(i)];
-      const KvSequence& s = *sequences[size_t(t.seq)];
-      kv.write(s.block_of(t.pos, kv), t.pos % kv.block_tokens(), l, k, &v_[size_t(i) * c_.v_dim()]);
-    }
+      kv.write(sequences[size_t(t.seq)]->block_of(t.pos, kv), t.pos % kv.block_tokens(), l, k, v);
+      // With an F16 cache, products are taken at F16 input precision (q and the attention
+      // weights rounded to F16), as llama.cpp computes them: this keeps logits within 1e-3 of
+      // the reference on F32 models instead of 5e-3.
+      if (f16_kv)
+        for (int j = 0; j < c_.q_dim(); ++j) q[j] = round_to_fp16(q[j]);
+    });
     attention(l, batch, kv);
-    const int A = c_.n_head * c_.head_dim_v;
-    SharedInput out_in(attn_.data(), A, n, acts_, pool_);
+    SharedInput out_in(attn_.data(), A, n, acts_, {&L.wo});
+    per_token([&](int i) { out_in.quantize_row(i); });
     project({{L.wo, tmp_.data()}}, out_in, pool_);
-    for (size_t j = 0; j < size_t(n) * E; ++j) x_[j] += tmp_[j];
 
-    for (int i = 0; i < n; ++i) rms_norm(&x_[size_t(i) * E], L.ffn_norm.data(), &xn_[size_t(i) * E], E, c_.rms_eps);
-    SharedInput ffn_in(xn_.data(), E, n, acts_, pool_);
+    SharedInput ffn_in(xn_.data(), E, n, acts_, {&L.w_gate, &L.w_up});
+    per_token([&](int i) {
+      add_rows(x_.data(), tmp_.data(), i);
+      rms_norm(&x_[size_t(i) * E], L.ffn_norm.data(), &xn_[size_t(i) * E], E, c_.rms_eps);
+      ffn_in.quantize_row(i);
+    });
     project({{L.w_gate, gate_.data()}, {L.w_up, up_.data()}}, ffn_in, pool_);
-    kernels().swiglu(gate_.data(), up_.data(), n * c_.n_ff);
-    SharedInput down_in(up_.data(), c_.n_ff, n, acts_, pool_);
+    SharedInput down_in(up_.data(), c_.n_ff, n, acts_, {&L.w_down});
+    per_token([&](int i) {
+      kernels().swiglu(&gate_[size_t(i) * c_.n_ff], &up_[size_t(i) * c_.n_ff], c_.n_ff);
+      down_in.quantize_row(i);
+    });
     project({{L.w_down, tmp_.data()}}, down_in, pool_);
-    for (size_t j = 0; j < size_t(n) * E; ++j) x_[j] += tmp_[j];
   }
+  for (int i = 0; i < n; ++i) add_rows(x_.data(), tmp_.data(), i);
   if (!logits) return;
   // The output head only for the tokens that asked.
   int m = 0;
@@ -303,7 +316,8 @@ void BatchForward::run(const std::vector<BatchToken>& batch, KvPool& kv,
     if (batch[size_t(i)].logits)
       rms_norm(&x_[size_t(i) * E], model_.output_norm().data(), &xn_[size_t(m++) * E], E, c_.rms_eps);
   if (m == 0) return;
-  SharedInput head_in(xn_.data(), E, m, acts_, pool_);
+  SharedInput head_in(xn_.data(), E, m, acts_, {&model_.output()});
+  for (int i = 0; i < m; ++i) head_in.quantize_row(i);
   project({{model_.output(), logits}}, head_in, pool_);
 }
 

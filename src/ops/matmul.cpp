@@ -20,8 +20,7 @@ ActFormat act_format(GgmlType type) {
   }
 }
 
-void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, QuantizedActs& out,
-                   ThreadPool* pool) {
+void prepare_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, QuantizedActs& out) {
   out.format = format;
   out.K = K;
   out.T = T;
@@ -35,19 +34,27 @@ void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, 
   out.sa.resize(size_t(T) * (K / QK));
   out.sum32.resize(size_t(T) * (K / QK));
   if (format == ActFormat::kQ8Block256) out.sum16.resize(size_t(T) * (K / 16));
+}
+
+void quantize_act_row(QuantizedActs& out, int t) {
+  const int K = out.K;
   const KernelSet& ks = kernels();
-  auto row = [&](int64_t t, int) {
-    int8_t* q = out.q.data() + t * K;
-    if (format == ActFormat::kQ8Block32)
-      ks.quantize_block32(x + t * ldx, K, q, out.d.data() + t * (K / QK), out.sa.data() + t * (K / QK),
-                           out.sum32.data() + t * (K / QK));
-    else
-      ks.quantize_block256(x + t * ldx, K, q, out.d.data() + t * (K / QK_K),
-                            out.sum16.data() + t * (K / 16), out.sa.data() + t * (K / QK),
-                            out.sum32.data() + t * (K / QK));
-  };
-  if (pool && T > 1) pool->parallel_for(T, row);
-  else for (int t = 0; t < T; ++t) row(t, 0);
+  const float* x = out.x + t * out.ldx;
+  int8_t* q = out.q.data() + int64_t(t) * K;
+  if (out.format == ActFormat::kQ8Block32)
+    ks.quantize_block32(x, K, q, out.d.data() + t * (K / QK), out.sa.data() + t * (K / QK), out.sum32.data() + t * (K / QK));
+  else if (out.format == ActFormat::kQ8Block256)
+    ks.quantize_block256(x, K, q, out.d.data() + t * (K / QK_K), out.sum16.data() + t * (K / 16),
+                          out.sa.data() + t * (K / QK), out.sum32.data() + t * (K / QK));
+}
+
+void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, QuantizedActs& out,
+                   ThreadPool* pool) {
+  prepare_acts(x, ldx, T, K, format, out);
+  if (format == ActFormat::kF32) return;
+  if (pool && T > 1) pool->parallel_for(T, [&](int64_t t, int) { quantize_act_row(out, int(t)); });
+  else
+    for (int t = 0; t < T; ++t) quantize_act_row(out, t);
 }
 
 const KernelSet& kernels_for(SimdLevel level) {

@@ -57,6 +57,10 @@ struct QuantizedActs {
 // Quantizes rows x[t * ldx .. + K) for t < T (K a multiple of the format's block).
 void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, QuantizedActs& out,
                    ThreadPool* pool = nullptr);
+// The same in two steps, for callers that quantize each row as soon as it is ready: sizing
+// `out` for the rows (which need not hold values yet), then row t (rows in parallel is fine).
+void prepare_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, QuantizedActs& out);
+void quantize_act_row(QuantizedActs& out, int t);
 
 // One rectangle of output: rows [r0, r1) of W times tokens [t0, t1).
 struct GemmTask {
