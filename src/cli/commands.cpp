@@ -23,6 +23,7 @@
 #include "runtime/scheduler.h"
 #include "synth/synth.h"
 #include "tokenizer/tokenizer.h"
+#include "util/bandwidth.h"
 #include "util/cpu.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -384,16 +385,26 @@ int cmd_bench(const Argv& argv) {
   };
   const Stat pp = measure("pp", n_prompt, run_pp);
   const Stat tg = measure("tg", n_gen, run_tg);
+  // Decode against the memory roofline: a step streams the model's bytes, so tok/s can be at
+  // most the read bandwidth over them.
+  const double bandwidth = n_gen ? measure_read_bandwidth(pool) : 0;
+  const double roofline = bandwidth > 0 ? tg.mean * double(model->weight_bytes()) / bandwidth : 0;
   if (json) {
     std::printf("{\"pp_tps\":%.3f,\"tg_tps\":%.3f,\"pp_tps_sd\":%.3f,\"tg_tps_sd\":%.3f,\"n_prompt\":%lld,"
-                "\"n_gen\":%lld,\"threads\":%d,\"kernels\":\"%s\",\"model_bytes\":%zu}\n",
-                pp.mean, tg.mean, pp.sd, tg.sd, n_prompt, n_gen, threads, kernels().name, model->weight_bytes());
+                "\"n_gen\":%lld,\"threads\":%d,\"kernels\":\"%s\",\"model_bytes\":%zu,"
+                "\"read_bandwidth_gbs\":%.2f,\"tg_roofline_fraction\":%.3f}\n",
+                pp.mean, tg.mean, pp.sd, tg.sd, n_prompt, n_gen, threads, kernels().name, model->weight_bytes(),
+                bandwidth / 1e9, roofline);
   } else {
     std::printf("| model | size | threads | test | tok/s |\n|---|---|---|---|---|\n");
     if (n_prompt) std::printf("| %s | %s | %d | pp%lld | %.2f ± %.2f |\n", c.arch_name.c_str(),
                               human_bytes(double(model->weight_bytes())).c_str(), threads, n_prompt, pp.mean, pp.sd);
-    if (n_gen) std::printf("| %s | %s | %d | tg%lld | %.2f ± %.2f |\n", c.arch_name.c_str(),
-                           human_bytes(double(model->weight_bytes())).c_str(), threads, n_gen, tg.mean, tg.sd);
+    if (n_gen) {
+      std::printf("| %s | %s | %d | tg%lld | %.2f ± %.2f |\n", c.arch_name.c_str(),
+                  human_bytes(double(model->weight_bytes())).c_str(), threads, n_gen, tg.mean, tg.sd);
+      std::printf("\ndecode at %.0f%% of the memory roofline (model bytes x tok/s over the measured read bandwidth, "
+                  "%.1f GB/s)\n", 100 * roofline, bandwidth / 1e9);
+    }
   }
   return 0;
 }
