@@ -21,6 +21,7 @@
 #include "model/session.h"
 #include "runtime/sampler.h"
 #include "runtime/scheduler.h"
+#include "runtime/speculative.h"
 #include "synth/synth.h"
 #include "tokenizer/tokenizer.h"
 #include "util/bandwidth.h"
@@ -151,6 +152,9 @@ void print_speeds(const GenerationResult& g) {
   std::fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %zu tokens in %.3f s (%.1f tok/s); finish: %s\n",
                g.prompt_tokens, g.prompt_seconds, g.prompt_rate(), g.tokens.size(), g.decode_seconds,
                g.decode_rate(), finish_reason_name(g.finish));
+  if (g.drafted_tokens)
+    std::fprintf(stderr, "speculative: %d guesses checked, %d accepted (%.0f%%)\n", g.drafted_tokens,
+                 g.accepted_tokens, 100.0 * g.accepted_tokens / g.drafted_tokens);
 }
 
 // `muse run --chat`: one user turn through the model's chat template.
@@ -194,7 +198,7 @@ int run_chat_turn(const Args& a, const Model& model, const Tokenizer& tokenizer,
 
 int cmd_run(const Argv& argv) {
   std::set<std::string> known = generation_flags();
-  known.insert({"-m", "--tokens", "-p", "-f", "-s", "--think", "-t", "-c"});
+  known.insert({"-m", "--tokens", "-p", "-f", "-s", "--think", "-t", "-c", "--draft", "--draft-max"});
   const Args a(argv, known, {"--json", "--chat"});
   const auto model = Model::load(model_path(a));
   const ModelConfig& c = model->config();
@@ -213,6 +217,23 @@ int cmd_run(const Argv& argv) {
   const bool text_out = !a.has("--tokens");
   const bool json = a.has("--json");
   Generator generator(session, *tokenizer);
+  // Speculative decoding: prompt lookup ("ngram") or a draft model file.
+  std::unique_ptr<Model> draft_model;
+  std::unique_ptr<Drafter> drafter;
+  if (a.has("--draft")) {
+    const std::string draft = a.get("--draft");
+    if (draft == "ngram") {
+      drafter = std::make_unique<PromptLookupDrafter>();
+    } else {
+      draft_model = Model::load(draft);
+      drafter = std::make_unique<DraftModelDrafter>(*draft_model, *model, pool, params.n_ctx);
+    }
+    const long long max_guesses = a.get_int("--draft-max", 8);
+    if (max_guesses < 1 || max_guesses > 64) fail("--draft-max must be 1..64");
+    generator.set_drafter(drafter.get(), int(max_guesses));
+  } else if (a.has("--draft-max")) {
+    fail("--draft-max goes with --draft ngram|FILE");
+  }
   bool first = true;
   const GenerationResult g = generator.generate(generation, [&](int32_t token, std::string_view text) {
     if (json) return true;
@@ -230,7 +251,8 @@ int cmd_run(const Argv& argv) {
     }
     out += ",\"finish_reason\":\"";
     out += finish_reason_name(g.finish);
-    std::printf("%s\"}\n", out.c_str());
+    out += "\",\"drafted\":" + std::to_string(g.drafted_tokens) + ",\"accepted\":" + std::to_string(g.accepted_tokens);
+    std::printf("%s}\n", out.c_str());
   } else {
     std::printf("\n");
   }

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "model/session.h"
+#include "runtime/speculative.h"
 #include "runtime/stop.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -39,6 +40,11 @@ Generator::Generator(Session& session, const Tokenizer& tokenizer)
   session_.reset();
 }
 
+void Generator::set_drafter(Drafter* drafter, int max_guesses) {
+  drafter_ = drafter;
+  max_guesses_ = drafter ? std::max(0, max_guesses) : 0;
+}
+
 void Generator::reset() {
   session_.reset();
   cached_.clear();
@@ -54,7 +60,7 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
   if (int(prompt.size()) >= session_.n_ctx())
     fail("the prompt (", prompt.size(), " tokens) does not fit the context of ", session_.n_ctx(), " tokens");
   const int n_vocab = tokenizer_.n_vocab();
-  logits_.resize(size_t(n_vocab));
+  logits_.resize(size_t(n_vocab) * size_t(1 + max_guesses_));
 
   GenerationResult result;
   result.prompt_tokens = int(prompt.size());
@@ -89,8 +95,22 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
   };
   const auto t1 = Clock::now();
   result.finish = FinishReason::kLength;
+  // Row `row` of logits_ holds the logits that follow the cached tokens up to it. After a
+  // speculative pass, guesses[row] is the guess cached after that row: if the sampled token
+  // equals it, its keys and values are already in place and row + 1 is next, with no pass.
+  std::vector<int32_t> guesses, batch;
+  size_t row = 0;
+  int pass_start = 0;  // cache length before the last pass
+  int guess_budget = std::min(max_guesses_, 2);
+  auto drop_rejected = [&] {
+    if (row >= guesses.size()) return;
+    const int valid = pass_start + 1 + int(row);
+    session_.truncate(valid);
+    cached_.resize(size_t(valid));
+    guesses.clear();
+  };
   for (int i = 0; i < request.max_tokens; ++i) {
-    const int32_t next = sampler.sample(logits_.data(), n_vocab);
+    const int32_t next = sampler.sample(logits_.data() + row * size_t(n_vocab), n_vocab);
     sampler.accept(next);
     result.tokens.push_back(next);
     if (tokenizer_.is_eog(next)) {
@@ -107,13 +127,35 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
       break;
     }
     if (i + 1 == request.max_tokens) break;
+    if (row < guesses.size() && guesses[row] == next) {
+      ++row;
+      ++result.accepted_tokens;
+      continue;
+    }
+    // A pass over k + 1 tokens costs more than a plain step, so the number of guesses follows
+    // how many were right: doubling after a pass that kept them all, back to one more than
+    // were kept otherwise.
+    if (!guesses.empty())
+      guess_budget = row == guesses.size() ? std::min(max_guesses_, 2 * guess_budget) : std::max(1, int(row) + 1);
+    drop_rejected();
     if (session_.n_past() >= session_.n_ctx()) {
       result.finish = FinishReason::kContextFull;
       break;
     }
-    session_.forward(&next, 1, logits_.data(), false);
     cached_.push_back(next);
+    // Guesses only for tokens that can still be emitted and positions the cache can hold.
+    const int budget = std::min({guess_budget, request.max_tokens - i - 2, session_.n_ctx() - session_.n_past() - 1});
+    guesses = drafter_ && budget > 0 ? drafter_->propose(cached_, budget) : std::vector<int32_t>();
+    if (int(guesses.size()) > budget) guesses.resize(size_t(std::max(0, budget)));
+    batch.assign(1, next);
+    batch.insert(batch.end(), guesses.begin(), guesses.end());
+    pass_start = session_.n_past();
+    session_.forward(batch.data(), int(batch.size()), logits_.data(), /*all_logits=*/!guesses.empty());
+    cached_.insert(cached_.end(), guesses.begin(), guesses.end());
+    result.drafted_tokens += int(guesses.size());
+    row = 0;
   }
+  drop_rejected();  // the cache keeps only what was emitted
   if (result.finish != FinishReason::kStopString && result.finish != FinishReason::kCancelled) {
     const StopMatcher::Result tail = stops.feed(decoder.flush());
     std::string rest = tail.text;

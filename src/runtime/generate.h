@@ -13,6 +13,7 @@
 
 namespace muse {
 
+class Drafter;
 class Session;
 class Tokenizer;
 
@@ -35,6 +36,7 @@ struct GenerationResult {
   FinishReason finish = FinishReason::kLength;
   int prompt_tokens = 0;
   int reused_tokens = 0;  // prompt tokens whose cache entries were already there
+  int drafted_tokens = 0, accepted_tokens = 0;  // speculative decoding's guesses, and those kept
   double prompt_seconds = 0, decode_seconds = 0;
   double prompt_rate() const;  // tokens per second of the part of the prompt that ran
   double decode_rate() const;
@@ -50,6 +52,9 @@ class Generator {
  public:
   Generator(Session& session, const Tokenizer& tokenizer);
   GenerationResult generate(const GenerationRequest& request, const TokenCallback& on_token = {});
+  // Speculative decoding (runtime/speculative.h): each forward pass also checks up to
+  // max_guesses of the drafter's guesses. The output is unchanged; null turns it off.
+  void set_drafter(Drafter* drafter, int max_guesses = 8);
 
   // The tokens whose keys and values the session holds, in order.
   const std::vector<int32_t>& cached() const { return cached_; }
@@ -60,7 +65,9 @@ class Generator {
   const Tokenizer& tokenizer_;
   std::shared_ptr<const GrammarVocab> grammar_vocab_;  // built on first use of a grammar
   std::vector<int32_t> cached_;
-  std::vector<float> logits_;
+  std::vector<float> logits_;  // one row per token of the last forward pass that asked
+  Drafter* drafter_ = nullptr;
+  int max_guesses_ = 0;
 };
 
 }  // namespace muse
