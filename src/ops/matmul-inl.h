@@ -809,9 +809,10 @@ inline __m512 load_f16_lanes(const uint8_t* p) {
 // The tiles stream from memory, and the hardware prefetchers alone kept a decode step at
 // well under half the machine's bandwidth (measured: 8 GB/s for 8 tokens on one core, where
 // the kernel can consume 15): every tile asks for the one four tiles ahead (about 10 KB, a
-// few hundred nanoseconds of work) line by line. Prefetches past the end are harmless.
+// few hundred nanoseconds of work; at least 8 KB for small tiles) line by line. Prefetches
+// past the end are harmless.
 inline void prefetch_ahead(const uint8_t* tile, size_t tile_bytes) {
-  const uint8_t* ahead = tile + 4 * tile_bytes;
+  const uint8_t* ahead = tile + std::max<size_t>(4 * tile_bytes, 8192);
   for (size_t off = 0; off < tile_bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
 }
 
@@ -929,6 +930,63 @@ void packed_q6k_tile(const GemmTask& g, int t0) {
   }
 }
 
+// Q4_0 and Q8_0: one tile per 32-value block; four accumulator chains per token, as the
+// canonical arithmetic has them, so at most four tokens per pass over the weights.
+template <bool kNibbles, int NT>
+void packed_block32_tile(const GemmTask& g, int t0) {
+  static_assert(NT <= 4);
+  const int nb = g.K / QK;
+  constexpr size_t kTileBytes = kNibbles ? kPackedQ4_0Tile : kPackedQ8_0Tile;
+  constexpr int kZero = kNibbles ? 8 : 128;
+  const TokenTile<NT> tok(*g.a, t0);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t grp = g.r0 / kRowGroup; grp < g.r1 / kRowGroup; ++grp) {
+    const uint8_t* tiles = g.w + size_t(grp) * nb * kTileBytes;
+    __m512 chains[NT][4];
+    for (int t = 0; t < NT; ++t)
+      for (int c = 0; c < 4; ++c) chains[t][c] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; ++b) {
+      const uint8_t* tile = tiles + size_t(b) * kTileBytes;
+      prefetch_ahead(tile, kTileBytes);
+      __m512i w[8];  // w[e]: values 4e..4e+3 of every row
+      if constexpr (kNibbles) {
+        for (int e = 0; e < 4; ++e) {
+          const __m512i v = load512(tile + 64 * e);
+          w[e] = _mm512_and_si512(v, low4);
+          w[4 + e] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        }
+      } else {
+        for (int e = 0; e < 8; ++e) w[e] = load512(tile + 64 * e);
+      }
+      const __m512 d = load_f16_lanes(tile + (kNibbles ? 256 : 512));
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* a = tok.q[t] + b * QK;
+        __m512i s = _mm512_setzero_si512();
+        for (int e = 0; e < 8; ++e) s = _mm512_dpbusd_epi32(s, w[e], bcast4(a + 4 * e));
+        s = _mm512_sub_epi32(s, _mm512_set1_epi32(kZero * tok.sum32[t][b]));
+        __m512& c = chains[t][b % 4];
+        c = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(tok.d[t][b])), c);
+      }
+    }
+    for (int t = 0; t < NT; ++t)
+      _mm512_storeu_ps(g.y + (t0 + t) * g.ldy + grp * kRowGroup,
+                       _mm512_add_ps(_mm512_add_ps(chains[t][0], chains[t][1]), _mm512_add_ps(chains[t][2], chains[t][3])));
+  }
+}
+
+template <bool kNibbles> struct PackedBlock32Tile {
+  template <int NT> struct T {
+    static void run(const GemmTask& g, int t0) {
+      if constexpr (NT > 4) {
+        packed_block32_tile<kNibbles, 4>(g, t0);
+        packed_block32_tile<kNibbles, NT - 4>(g, t0 + 4);
+      } else {
+        packed_block32_tile<kNibbles, NT>(g, t0);
+      }
+    }
+  };
+};
+
 template <int NT> struct PackedQ4KTile { static void run(const GemmTask& g, int t0) { packed_q4k_tile<NT>(g, t0); } };
 template <int NT> struct PackedQ6KTile { static void run(const GemmTask& g, int t0) { packed_q6k_tile<NT>(g, t0); } };
 
@@ -1004,6 +1062,8 @@ KernelSet make(const char* name) {
   k.gemm_rows[int(GgmlType::Q6_K)] = gemm_rows<GgmlType::Q6_K>;
   k.gemm_packed[int(GgmlType::Q4_K)] = run_tiles<PackedQ4KTile>;
   k.gemm_packed[int(GgmlType::Q6_K)] = run_tiles<PackedQ6KTile>;
+  k.gemm_packed[int(GgmlType::Q4_0)] = run_tiles<PackedBlock32Tile<true>::T>;
+  k.gemm_packed[int(GgmlType::Q8_0)] = run_tiles<PackedBlock32Tile<false>::T>;
 #endif
   k.f16_to_f32 = f16_to_f32;
   k.dot_rows = dot_rows;

@@ -4,16 +4,55 @@
 
 #include "ops/row_decode.h"
 #include "util/error.h"
+#include "util/fp16.h"
 
 namespace muse {
 
 namespace {
+int values_per_tile(GgmlType type) {
+  return type == GgmlType::Q4_0 || type == GgmlType::Q8_0 ? QK : QK_K;
+}
+
+// Blocks of 32: one tile per block.
+void pack_block32_groups(GgmlType type, const uint8_t* src, int K, int64_t g0, int64_t g1,
+                         uint8_t* dst) {
+  const size_t rb = row_bytes(type, K), tile_bytes = packed_tile_bytes(type);
+  const int nb = K / QK;
+  const bool nibbles = type == GgmlType::Q4_0;
+  DecodedRow row;
+  for (int64_t g = g0; g < g1; ++g) {
+    uint8_t* group = dst + size_t(g) * nb * tile_bytes;
+    for (int r = 0; r < kPackRows; ++r) {
+      decode_row(type, src + size_t(g * kPackRows + r) * rb, K, row);
+      for (int b = 0; b < nb; ++b) {
+        uint8_t* tile = group + size_t(b) * tile_bytes;
+        const uint8_t* u = row.u.data() + size_t(b) * QK;
+        for (int e = 0; e < (nibbles ? 4 : 8); ++e)
+          for (int i = 0; i < 4; ++i)
+            tile[64 * e + 4 * r + i] =
+                nibbles ? uint8_t(u[4 * e + i] | u[16 + 4 * e + i] << 4) : u[4 * e + i];
+        const uint16_t d = float_to_fp16(row.d[size_t(b)]);  // exact: it came from F16
+        std::memcpy(tile + (nibbles ? 256 : 512) + 2 * r, &d, 2);
+      }
+    }
+  }
+}
+
 // Byte of (row r, value b of a group of 4) within a 64-byte vector.
 constexpr int lane(int r, int b) { return 4 * r + b; }
 }  // namespace
 
 bool packable(GgmlType type, int64_t cols) {
-  return (type == GgmlType::Q4_K || type == GgmlType::Q6_K) && cols > 0 && cols % QK_K == 0;
+  switch (type) {
+    case GgmlType::Q4_K:
+    case GgmlType::Q6_K:
+      return cols > 0 && cols % QK_K == 0;
+    case GgmlType::Q4_0:
+    case GgmlType::Q8_0:
+      return cols > 0 && cols % QK == 0;
+    default:
+      return false;
+  }
 }
 
 size_t packed_tile_bytes(GgmlType type) {
@@ -22,19 +61,24 @@ size_t packed_tile_bytes(GgmlType type) {
       return kPackedQ4KTile;
     case GgmlType::Q6_K:
       return kPackedQ6KTile;
+    case GgmlType::Q4_0:
+      return kPackedQ4_0Tile;
+    case GgmlType::Q8_0:
+      return kPackedQ8_0Tile;
     default:
       fail("no packed layout for ", type_name(type));
   }
 }
 
 size_t packed_bytes(GgmlType type, int64_t rows, int64_t cols) {
-  return size_t(rows / kPackRows) * size_t(cols / QK_K) * packed_tile_bytes(type);
+  return size_t(rows / kPackRows) * size_t(cols / values_per_tile(type)) * packed_tile_bytes(type);
 }
 
 void pack_groups(GgmlType type, const uint8_t* src, int64_t cols, int64_t g0, int64_t g1,
                  uint8_t* dst) {
   if (!packable(type, cols))
     fail("no packed layout for ", type_name(type), " rows of ", cols, " values");
+  if (values_per_tile(type) == QK) return pack_block32_groups(type, src, int(cols), g0, g1, dst);
   const int K = int(cols), nsb = K / QK_K;
   const size_t rb = row_bytes(type, cols), tile_bytes = packed_tile_bytes(type);
   const bool q6 = type == GgmlType::Q6_K;

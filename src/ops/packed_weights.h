@@ -20,6 +20,10 @@
 //                   holds those of e = 4q + k at bits 2k, 2k + 1
 //     [3072, 3328)  scales, i8 [group][row]
 //     [3328, 3360)  d, f16 [row]
+// Blocks of 32 (one tile per block; the zero point comes off through the activation sums):
+//   Q4_0  [0, 256) nibbles: vector e holds values 4e.. in the low and 16 + 4e.. in the high
+//         nibble; [256, 288) d, f16 [row]
+//   Q8_0  [0, 512) bytes q + 128: vector e holds values 4e..4e+3; [512, 544) d, f16 [row]
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -30,6 +34,7 @@ namespace muse {
 
 constexpr int kPackRows = 16;
 constexpr size_t kPackedQ4KTile = 2368, kPackedQ6KTile = 3360;  // bytes per tile
+constexpr size_t kPackedQ4_0Tile = 288, kPackedQ8_0Tile = 544;
 
 // Whether rows of this type and length have a packed layout (the first rows / 16 groups are
 // packed; any rows after the last whole group stay in the GGUF layout).
