@@ -6,6 +6,7 @@
 // weight block is unpacked once and reused from registers for each token.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -56,6 +57,16 @@ inline float hsum(__m256 v) {
 }
 
 inline float half(uint16_t h) { return _cvtsh_ss(h); }
+
+// Weights stream from memory, and the hardware prefetchers alone kept a decode step at well
+// under half the machine's bandwidth (measured: 8 GB/s for 8 tokens on one core, where the
+// packed Q4_K kernel consumes 15): a kernel about to use `bytes` at p asks for the same
+// amount four times as far ahead (at least 8 KB: a few hundred nanoseconds of work), line by
+// line. Prefetches past the end are harmless.
+inline void prefetch_stream(const uint8_t* p, size_t bytes) {
+  const uint8_t* ahead = p + std::max<size_t>(4 * bytes, 8192);
+  for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
+}
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
@@ -806,16 +817,6 @@ inline __m512 load_f16_lanes(const uint8_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// The tiles stream from memory, and the hardware prefetchers alone kept a decode step at
-// well under half the machine's bandwidth (measured: 8 GB/s for 8 tokens on one core, where
-// the kernel can consume 15): every tile asks for the one four tiles ahead (about 10 KB, a
-// few hundred nanoseconds of work; at least 8 KB for small tiles) line by line. Prefetches
-// past the end are harmless.
-inline void prefetch_ahead(const uint8_t* tile, size_t tile_bytes) {
-  const uint8_t* ahead = tile + std::max<size_t>(4 * tile_bytes, 8192);
-  for (size_t off = 0; off < tile_bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
-}
-
 template <int NT>
 void packed_q4k_tile(const GemmTask& g, int t0) {
   const int nsb = g.K / QK_K;
@@ -831,7 +832,7 @@ void packed_q4k_tile(const GemmTask& g, int t0) {
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
     for (int i = 0; i < nsb; ++i) {
       const uint8_t* tile = tiles + size_t(i) * kTileBytes;
-      prefetch_ahead(tile, kTileBytes);
+      prefetch_stream(tile, kTileBytes);
       __m512i isum[NT], msum[NT];
       for (int t = 0; t < NT; ++t) isum[t] = msum[t] = _mm512_setzero_si512();
       for (int c = 0; c < 4; ++c) {
@@ -889,7 +890,7 @@ void packed_q6k_tile(const GemmTask& g, int t0) {
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
     for (int i = 0; i < nsb; ++i) {
       const uint8_t* tile = tiles + size_t(i) * kTileBytes;
-      prefetch_ahead(tile, kTileBytes);
+      prefetch_stream(tile, kTileBytes);
       __m512i isum[NT];
       for (int t = 0; t < NT; ++t) isum[t] = _mm512_setzero_si512();
       for (int c = 0; c < 4; ++c)
@@ -947,7 +948,7 @@ void packed_block32_tile(const GemmTask& g, int t0) {
       for (int c = 0; c < 4; ++c) chains[t][c] = _mm512_setzero_ps();
     for (int b = 0; b < nb; ++b) {
       const uint8_t* tile = tiles + size_t(b) * kTileBytes;
-      prefetch_ahead(tile, kTileBytes);
+      prefetch_stream(tile, kTileBytes);
       __m512i w[8];  // w[e]: values 4e..4e+3 of every row
       if constexpr (kNibbles) {
         for (int e = 0; e < 4; ++e) {
