@@ -11,6 +11,7 @@ int cmd_info(const Argv& args);
 int cmd_logits(const Argv& args);
 int cmd_run(const Argv& args);
 int cmd_bench(const Argv& args);
+int cmd_bench_report(const Argv& args);
 int cmd_synth(const Argv& args);
 int cmd_tokenize(const Argv& args);
 int cmd_detokenize(const Argv& args);

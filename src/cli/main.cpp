@@ -31,6 +31,8 @@ constexpr const char* kUsage =
     "                                             prompt and decode speed\n"
     "  bench  -m FILE --parallel N --shared-prefix P [-n G] [--kv-type f16|f32|q8_0] [--json]\n"
     "                                             N sequences sharing a P-token prompt, batched\n"
+    "  bench-report --history FILE.jsonl [--svg-dir DIR] [--threshold PCT]\n"
+    "                                             speed per commit, regressions, roofline plot\n"
     "  synth  --arch llama|qwen2|qwen3 (--preset NAME | --dims K=V,...) --type TYPE -o FILE\n"
     "         [--seed S]                          write a random-weight test model\n"
     "\n"
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
     if (cmd == "logits") return muse::cmd_logits(args);
     if (cmd == "run") return muse::cmd_run(args);
     if (cmd == "bench") return muse::cmd_bench(args);
+    if (cmd == "bench-report") return muse::cmd_bench_report(args);
     if (cmd == "synth") return muse::cmd_synth(args);
     if (cmd == "tokenize") return muse::cmd_tokenize(args);
     if (cmd == "detokenize") return muse::cmd_detokenize(args);
