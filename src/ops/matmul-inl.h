@@ -931,24 +931,25 @@ void packed_q6k_tile(const GemmTask& g, int t0) {
   }
 }
 
-// Q4_0 and Q8_0: one tile per 32-value block; four accumulator chains per token, as the
+// Q4_0, Q5_0 and Q8_0: one tile per 32-value block; four accumulator chains per token, as the
 // canonical arithmetic has them, so at most four tokens per pass over the weights.
-template <bool kNibbles, int NT>
+template <GgmlType kType, int NT>
 void packed_block32_tile(const GemmTask& g, int t0) {
   static_assert(NT <= 4);
+  constexpr bool kNibbles = kType != GgmlType::Q8_0;
   const int nb = g.K / QK;
-  constexpr size_t kTileBytes = kNibbles ? kPackedQ4_0Tile : kPackedQ8_0Tile;
-  constexpr int kZero = kNibbles ? 8 : 128;
+  const size_t tile_bytes = packed_tile_bytes(kType);
+  const int zero = zero_point(kType);
   const TokenTile<NT> tok(*g.a, t0);
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
   for (int64_t grp = g.r0 / kRowGroup; grp < g.r1 / kRowGroup; ++grp) {
-    const uint8_t* tiles = g.w + size_t(grp) * nb * kTileBytes;
+    const uint8_t* tiles = g.w + size_t(grp) * nb * tile_bytes;
     __m512 chains[NT][4];
     for (int t = 0; t < NT; ++t)
       for (int c = 0; c < 4; ++c) chains[t][c] = _mm512_setzero_ps();
     for (int b = 0; b < nb; ++b) {
-      const uint8_t* tile = tiles + size_t(b) * kTileBytes;
-      prefetch_stream(tile, kTileBytes);
+      const uint8_t* tile = tiles + size_t(b) * tile_bytes;
+      prefetch_stream(tile, tile_bytes);
       __m512i w[8];  // w[e]: values 4e..4e+3 of every row
       if constexpr (kNibbles) {
         for (int e = 0; e < 4; ++e) {
@@ -956,15 +957,20 @@ void packed_block32_tile(const GemmTask& g, int t0) {
           w[e] = _mm512_and_si512(v, low4);
           w[4 + e] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
         }
+        if constexpr (kType == GgmlType::Q5_0) {
+          uint64_t masks[8];
+          std::memcpy(masks, tile + 256, sizeof masks);
+          for (int e = 0; e < 8; ++e) w[e] = _mm512_or_si512(w[e], _mm512_maskz_mov_epi8(masks[e], bit4));
+        }
       } else {
         for (int e = 0; e < 8; ++e) w[e] = load512(tile + 64 * e);
       }
-      const __m512 d = load_f16_lanes(tile + (kNibbles ? 256 : 512));
+      const __m512 d = load_f16_lanes(tile + tile_bytes - 32);
       for (int t = 0; t < NT; ++t) {
         const int8_t* a = tok.q[t] + b * QK;
         __m512i s = _mm512_setzero_si512();
         for (int e = 0; e < 8; ++e) s = _mm512_dpbusd_epi32(s, w[e], bcast4(a + 4 * e));
-        s = _mm512_sub_epi32(s, _mm512_set1_epi32(kZero * tok.sum32[t][b]));
+        s = _mm512_sub_epi32(s, _mm512_set1_epi32(zero * tok.sum32[t][b]));
         __m512& c = chains[t][b % 4];
         c = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(tok.d[t][b])), c);
       }
@@ -975,14 +981,14 @@ void packed_block32_tile(const GemmTask& g, int t0) {
   }
 }
 
-template <bool kNibbles> struct PackedBlock32Tile {
+template <GgmlType kType> struct PackedBlock32Tile {
   template <int NT> struct T {
     static void run(const GemmTask& g, int t0) {
       if constexpr (NT > 4) {
-        packed_block32_tile<kNibbles, 4>(g, t0);
-        packed_block32_tile<kNibbles, NT - 4>(g, t0 + 4);
+        packed_block32_tile<kType, 4>(g, t0);
+        packed_block32_tile<kType, NT - 4>(g, t0 + 4);
       } else {
-        packed_block32_tile<kNibbles, NT>(g, t0);
+        packed_block32_tile<kType, NT>(g, t0);
       }
     }
   };
@@ -1063,8 +1069,9 @@ KernelSet make(const char* name) {
   k.gemm_rows[int(GgmlType::Q6_K)] = gemm_rows<GgmlType::Q6_K>;
   k.gemm_packed[int(GgmlType::Q4_K)] = run_tiles<PackedQ4KTile>;
   k.gemm_packed[int(GgmlType::Q6_K)] = run_tiles<PackedQ6KTile>;
-  k.gemm_packed[int(GgmlType::Q4_0)] = run_tiles<PackedBlock32Tile<true>::T>;
-  k.gemm_packed[int(GgmlType::Q8_0)] = run_tiles<PackedBlock32Tile<false>::T>;
+  k.gemm_packed[int(GgmlType::Q4_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q4_0>::T>;
+  k.gemm_packed[int(GgmlType::Q5_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q5_0>::T>;
+  k.gemm_packed[int(GgmlType::Q8_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q8_0>::T>;
 #endif
   k.f16_to_f32 = f16_to_f32;
   k.dot_rows = dot_rows;

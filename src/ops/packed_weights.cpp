@@ -10,7 +10,7 @@ namespace muse {
 
 namespace {
 int values_per_tile(GgmlType type) {
-  return type == GgmlType::Q4_0 || type == GgmlType::Q8_0 ? QK : QK_K;
+  return type == GgmlType::Q4_0 || type == GgmlType::Q5_0 || type == GgmlType::Q8_0 ? QK : QK_K;
 }
 
 // Blocks of 32: one tile per block.
@@ -18,10 +18,11 @@ void pack_block32_groups(GgmlType type, const uint8_t* src, int K, int64_t g0, i
                          uint8_t* dst) {
   const size_t rb = row_bytes(type, K), tile_bytes = packed_tile_bytes(type);
   const int nb = K / QK;
-  const bool nibbles = type == GgmlType::Q4_0;
+  const bool nibbles = type != GgmlType::Q8_0, fifth_bits = type == GgmlType::Q5_0;
   DecodedRow row;
   for (int64_t g = g0; g < g1; ++g) {
     uint8_t* group = dst + size_t(g) * nb * tile_bytes;
+    std::memset(group, 0, size_t(nb) * tile_bytes);
     for (int r = 0; r < kPackRows; ++r) {
       decode_row(type, src + size_t(g * kPackRows + r) * rb, K, row);
       for (int b = 0; b < nb; ++b) {
@@ -30,9 +31,19 @@ void pack_block32_groups(GgmlType type, const uint8_t* src, int K, int64_t g0, i
         for (int e = 0; e < (nibbles ? 4 : 8); ++e)
           for (int i = 0; i < 4; ++i)
             tile[64 * e + 4 * r + i] =
-                nibbles ? uint8_t(u[4 * e + i] | u[16 + 4 * e + i] << 4) : u[4 * e + i];
+                nibbles ? uint8_t((u[4 * e + i] & 0xF) | (u[16 + 4 * e + i] & 0xF) << 4)
+                        : u[4 * e + i];
+        if (fifth_bits)
+          for (int e = 0; e < 8; ++e)
+            for (int i = 0; i < 4; ++i)
+              if (u[4 * e + i] & 0x10) {
+                uint64_t mask;
+                std::memcpy(&mask, tile + 256 + 8 * e, 8);
+                mask |= uint64_t(1) << (4 * r + i);
+                std::memcpy(tile + 256 + 8 * e, &mask, 8);
+              }
         const uint16_t d = float_to_fp16(row.d[size_t(b)]);  // exact: it came from F16
-        std::memcpy(tile + (nibbles ? 256 : 512) + 2 * r, &d, 2);
+        std::memcpy(tile + tile_bytes - 32 + 2 * r, &d, 2);
       }
     }
   }
@@ -48,6 +59,7 @@ bool packable(GgmlType type, int64_t cols) {
     case GgmlType::Q6_K:
       return cols > 0 && cols % QK_K == 0;
     case GgmlType::Q4_0:
+    case GgmlType::Q5_0:
     case GgmlType::Q8_0:
       return cols > 0 && cols % QK == 0;
     default:
@@ -63,6 +75,8 @@ size_t packed_tile_bytes(GgmlType type) {
       return kPackedQ6KTile;
     case GgmlType::Q4_0:
       return kPackedQ4_0Tile;
+    case GgmlType::Q5_0:
+      return kPackedQ5_0Tile;
     case GgmlType::Q8_0:
       return kPackedQ8_0Tile;
     default:

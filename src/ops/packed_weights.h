@@ -23,7 +23,10 @@
 // Blocks of 32 (one tile per block; the zero point comes off through the activation sums):
 //   Q4_0  [0, 256) nibbles: vector e holds values 4e.. in the low and 16 + 4e.. in the high
 //         nibble; [256, 288) d, f16 [row]
+//   Q5_0  as Q4_0's, then [256, 320) the fifth bits as eight 64-bit byte masks (mask e: bit
+//         4r + b is the fifth bit of value 4e + b of row r); [320, 352) d
 //   Q8_0  [0, 512) bytes q + 128: vector e holds values 4e..4e+3; [512, 544) d, f16 [row]
+// (In every block-32 tile, d is the last 32 bytes.)
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,7 +37,7 @@ namespace muse {
 
 constexpr int kPackRows = 16;
 constexpr size_t kPackedQ4KTile = 2368, kPackedQ6KTile = 3360;  // bytes per tile
-constexpr size_t kPackedQ4_0Tile = 288, kPackedQ8_0Tile = 544;
+constexpr size_t kPackedQ4_0Tile = 288, kPackedQ5_0Tile = 352, kPackedQ8_0Tile = 544;
 
 // Whether rows of this type and length have a packed layout (the first rows / 16 groups are
 // packed; any rows after the last whole group stay in the GGUF layout).
