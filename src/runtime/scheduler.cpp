@@ -44,6 +44,7 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, ThreadPool&
 }
 
 Scheduler::~Scheduler() {
+  stop();
   for (auto& a : running_) a->seq.release(*kv_);
   prefix_.reset();  // releases the cached blocks before the pool goes
 }
@@ -89,12 +90,52 @@ RequestId Scheduler::submit(Request request, TokenCallbackFn on_token) {
   for (int32_t t : a->tokens) a->sampler->accept(t, false);
   const RequestId id = a->id;
   waiting_.push_back(std::move(a));
+  wake_.notify_one();
   return id;
 }
 
 void Scheduler::cancel(RequestId id) {
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_.push_back(id);
+  wake_.notify_one();
+}
+
+void Scheduler::forget(RequestId id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto it = stats_.find(id);
+  if (it == stats_.end()) fail("no request ", id);
+  if (!it->second.finished) fail("request ", id, " has not finished");
+  stats_.erase(it);
+}
+
+void Scheduler::start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (loop_.joinable()) return;
+  stopping_ = false;
+  loop_ = std::thread([this] {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running_.empty() || !cancelled_.empty(); });
+        if (stopping_) return;
+      }
+      if (!step()) {  // work that cannot move yet: wait for news rather than spin
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait_for(lock, std::chrono::milliseconds(10));
+      }
+    }
+  });
+}
+
+void Scheduler::stop() {
+  std::thread loop;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    loop = std::move(loop_);
+  }
+  wake_.notify_all();
+  if (loop.joinable()) loop.join();
 }
 
 RequestStats Scheduler::stats(RequestId id) const {

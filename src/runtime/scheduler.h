@@ -9,8 +9,9 @@
 // cache drops unused prefixes, then the newest running request is preempted: its blocks are
 // released and it goes back to the queue to be recomputed later (counted in its statistics).
 //
-// Thread-safe: submit, cancel and stats may be called from any thread while another runs
-// step() (or run()). Callbacks run on the stepping thread.
+// Thread-safe: submit, cancel, stats and forget may be called from any thread while another
+// runs step(), or while the scheduler steps on its own thread (start()). Callbacks run on the
+// stepping thread.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kv/kv_pool.h"
@@ -87,6 +89,13 @@ class Scheduler {
   // One forward pass over the current batch; false when there was nothing to do.
   bool step();
   void run_until_idle();
+  // Steps on a thread of its own until stop(): between requests it sleeps, and submit or
+  // cancel wake it. (Servers use this; tests and benchmarks call step() themselves.)
+  void start();
+  void stop();  // finishes the step in progress; requests not finished stay where they are
+  // Drops a finished request's statistics (a server calls it once it has reported them), so
+  // a long-running scheduler's memory does not grow with every request it ever served.
+  void forget(RequestId id);
 
   // KV bytes in use now (blocks referenced by requests or the prefix cache, each counted once).
   size_t kv_bytes() const;
@@ -122,6 +131,9 @@ class Scheduler {
   std::map<RequestId, RequestStats> stats_;
   std::vector<RequestId> cancelled_;
   std::vector<float> logits_;
+  std::condition_variable wake_;  // work arrived, or stop
+  bool stopping_ = false;
+  std::thread loop_;
 };
 
 }  // namespace muse

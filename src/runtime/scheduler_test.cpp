@@ -272,3 +272,60 @@ TEST(SchedulerReference, BatchedEqualsAloneOnEveryReferenceModel) {
 
 }  // namespace
 }  // namespace muse
+
+namespace muse {
+namespace {
+
+// The scheduler stepping on its own thread: requests submitted from several threads while it
+// runs produce what they produce alone, it sleeps when idle and wakes for new work, and
+// forgotten statistics are gone.
+TEST_F(SchedulerTest, BackgroundLoopServesRequestsFromOtherThreads) {
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  s.start();
+  std::mutex mu;
+  std::condition_variable done_cv;
+  Collected got;
+  int done = 0;
+  auto callback = [&](const TokenEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (e.token >= 0) got.tokens[e.id].push_back(e.token);
+    if (e.done) {
+      ++done;
+      done_cv.notify_all();
+    }
+  };
+  std::vector<std::pair<RequestId, std::vector<int32_t>>> requests(6);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 3; ++i)
+    clients.emplace_back([&, i] {
+      for (int j = 0; j < 2; ++j) {
+        auto p = prompt(12 + 7 * (2 * i + j), 2 * i + j);
+        const RequestId id = s.submit(request(p), callback);
+        std::lock_guard<std::mutex> lock(mu);
+        requests[size_t(2 * i + j)] = {id, p};
+      }
+    });
+  for (std::thread& t : clients) t.join();
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(done_cv.wait_for(lock, std::chrono::seconds(60), [&] { return done == 6; }));
+  }
+  // Idle now; one more request after a pause wakes the loop.
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  const auto late = prompt(20, 99);
+  const RequestId late_id = s.submit(request(late), callback);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(done_cv.wait_for(lock, std::chrono::seconds(60), [&] { return done == 7; }));
+  }
+  s.stop();
+  std::lock_guard<std::mutex> lock(mu);
+  for (const auto& [id, p] : requests) EXPECT_EQ(got.tokens[id], alone(p)) << "request " << id;
+  EXPECT_EQ(got.tokens[late_id], alone(late));
+  s.forget(late_id);
+  EXPECT_THROW(s.stats(late_id), Error);
+  EXPECT_THROW(s.forget(late_id), Error);
+}
+
+}  // namespace
+}  // namespace muse
