@@ -28,6 +28,8 @@ Session::Session(const Model& model, ThreadPool& pool, SessionParams params)
 
 Session::~Session() { seq_.release(*kv_); }
 
+int Session::n_vocab() const { return c_.n_vocab; }
+
 void Session::truncate(int n) {
   if (n < 0 || n > n_past()) fail("cannot truncate a session of ", n_past(), " positions to ", n);
   seq_.truncate(*kv_, n);

@@ -30,6 +30,7 @@ class Session {
   // one only (n_vocab values).
   void forward(const int32_t* tokens, int n, float* logits, bool all_logits);
   int n_past() const { return seq_.length(); }
+  int n_vocab() const;  // floats per row of logits
   int n_ctx() const { return n_ctx_; }
   void reset() { truncate(0); }
   // Forgets every position from n on, keeping the cached prefix (a chat turn that shares its

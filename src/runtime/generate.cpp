@@ -59,8 +59,13 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
   if (prompt.empty()) fail("the prompt is empty");
   if (int(prompt.size()) >= session_.n_ctx())
     fail("the prompt (", prompt.size(), " tokens) does not fit the context of ", session_.n_ctx(), " tokens");
-  const int n_vocab = tokenizer_.n_vocab();
-  logits_.resize(size_t(n_vocab) * size_t(1 + max_guesses_));
+  // Rows of logits are the model's vocabulary wide; tokens are sampled among those the
+  // tokenizer knows (a model may pad its vocabulary).
+  const int stride = session_.n_vocab(), n_vocab = std::min(stride, tokenizer_.n_vocab());
+  logits_.resize(size_t(stride) * size_t(1 + max_guesses_));
+  request.sampling.validate(n_vocab);
+  // A previous call that failed part-way may have noted tokens the session never stored.
+  cached_.resize(std::min(cached_.size(), size_t(session_.n_past())));
 
   GenerationResult result;
   result.prompt_tokens = int(prompt.size());
@@ -110,7 +115,7 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
     guesses.clear();
   };
   for (int i = 0; i < request.max_tokens; ++i) {
-    const int32_t next = sampler.sample(logits_.data() + row * size_t(n_vocab), n_vocab);
+    const int32_t next = sampler.sample(logits_.data() + row * size_t(stride), n_vocab);
     sampler.accept(next);
     result.tokens.push_back(next);
     if (tokenizer_.is_eog(next)) {

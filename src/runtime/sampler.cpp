@@ -24,7 +24,7 @@ int32_t argmax(const float* logits, int n) {
   return int32_t(std::max_element(logits, logits + n) - logits);
 }
 
-void SamplingParams::validate() const {
+void SamplingParams::validate(int n_vocab) const {
   auto require = [](bool ok, const auto&... what) {
     if (!ok) fail("sampling setting out of range: ", what...);
   };
@@ -39,6 +39,7 @@ void SamplingParams::validate() const {
   require(repeat_last_n >= -1, "repeat_last_n must be >= -1");
   for (const auto& [id, bias] : logit_bias) {
     require(id >= 0, "logit_bias token ", id, " is negative");
+    require(n_vocab <= 0 || id < n_vocab, "logit_bias token ", id, " is outside the vocabulary of ", n_vocab);
     require(!std::isnan(bias) && bias != std::numeric_limits<float>::infinity(),
             "logit_bias for token ", id, " must be a number or -infinity");
   }

@@ -33,7 +33,7 @@ struct SamplingParams {
   uint64_t seed = 0;
 
   // Throws muse::Error when a setting is out of range.
-  void validate() const;
+  void validate(int n_vocab = 0) const;  // with n_vocab: logit_bias ids must be below it
 };
 
 class Sampler {

@@ -50,7 +50,7 @@ Scheduler::~Scheduler() {
 }
 
 RequestId Scheduler::submit(Request request, TokenCallbackFn on_token) {
-  request.sampling.validate();
+  request.sampling.validate(model_.config().n_vocab);
   if (request.max_tokens < 0) fail("max_tokens must not be negative");
   for (int32_t t : request.prompt)
     if (t < 0 || t >= model_.config().n_vocab) fail("token id ", t, " is outside the vocabulary");
@@ -109,6 +109,7 @@ void Scheduler::forget(RequestId id) {
 }
 
 void Scheduler::start() {
+  std::lock_guard<std::mutex> control(control_mu_);
   std::lock_guard<std::mutex> lock(mu_);
   if (loop_.joinable()) return;
   stopping_ = false;
@@ -128,14 +129,16 @@ void Scheduler::start() {
 }
 
 void Scheduler::stop() {
-  std::thread loop;
+  // Held across the join, so a start() meanwhile waits instead of starting a second loop.
+  std::lock_guard<std::mutex> control(control_mu_);
+  if (!loop_.joinable()) return;
+  if (loop_.get_id() == std::this_thread::get_id()) fail("the scheduler cannot be stopped from its own callback");
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
-    loop = std::move(loop_);
   }
   wake_.notify_all();
-  if (loop.joinable()) loop.join();
+  loop_.join();
 }
 
 RequestStats Scheduler::stats(RequestId id) const {
@@ -353,8 +356,16 @@ bool Scheduler::advance(const Emit& emit) {
         a.tokens.clear();
         continue;
       }
-      const int32_t token = a.sampler->sample(l, V);
-      a.sampler->accept(token);
+      int32_t token;
+      try {
+        token = a.sampler->sample(l, V);
+        a.sampler->accept(token);
+      } catch (const Error&) {  // (submit() validated the settings; this ends only this request)
+        finish(a, FinishReason::kCancelled);
+        emit(a, -1, true, FinishReason::kCancelled);
+        a.tokens.clear();
+        continue;
+      }
       a.tokens.push_back(token);
       ++st.generated;
       FinishReason why = FinishReason::kLength;

@@ -92,7 +92,9 @@ class Scheduler {
   // Steps on a thread of its own until stop(): between requests it sleeps, and submit or
   // cancel wake it. (Servers use this; tests and benchmarks call step() themselves.)
   void start();
-  void stop();  // finishes the step in progress; requests not finished stay where they are
+  // Finishes the step in progress; requests not finished stay where they are. Not from a
+  // callback (it runs on the loop's own thread).
+  void stop();
   // Drops a finished request's statistics (a server calls it once it has reported them), so
   // a long-running scheduler's memory does not grow with every request it ever served.
   void forget(RequestId id);
@@ -133,6 +135,7 @@ class Scheduler {
   std::vector<float> logits_;
   std::condition_variable wake_;  // work arrived, or stop
   bool stopping_ = false;
+  std::mutex control_mu_;  // start() and stop(), one at a time
   std::thread loop_;
 };
 

@@ -280,12 +280,13 @@ namespace {
 // runs produce what they produce alone, it sleeps when idle and wakes for new work, and
 // forgotten statistics are gone.
 TEST_F(SchedulerTest, BackgroundLoopServesRequestsFromOtherThreads) {
-  Scheduler s(*model_, *tokenizer_, pool_, config());
-  s.start();
+  // (The shared state outlives the scheduler, whose loop thread calls back into it.)
   std::mutex mu;
   std::condition_variable done_cv;
   Collected got;
   int done = 0;
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  s.start();
   auto callback = [&](const TokenEvent& e) {
     std::lock_guard<std::mutex> lock(mu);
     if (e.token >= 0) got.tokens[e.id].push_back(e.token);
@@ -324,6 +325,9 @@ TEST_F(SchedulerTest, BackgroundLoopServesRequestsFromOtherThreads) {
   EXPECT_EQ(got.tokens[late_id], alone(late));
   s.forget(late_id);
   EXPECT_THROW(s.stats(late_id), Error);
+  Request bad = request(prompt(5, 1));
+  bad.sampling.logit_bias[model_->config().n_vocab] = 1;  // refused up front, not mid-step
+  EXPECT_THROW(s.submit(bad), Error);
   EXPECT_THROW(s.forget(late_id), Error);
 }
 

@@ -53,8 +53,9 @@ std::vector<int32_t> DraftModelDrafter::propose(const std::vector<int32_t>& hist
   while (keep < cached_.size() && keep + 1 < history.size() && cached_[keep] == history[keep])
     ++keep;
   session_.truncate(int(keep));
-  cached_.assign(history.begin(), history.end());
+  cached_.resize(keep);
   session_.forward(history.data() + keep, int(history.size() - keep), logits_.data(), false);
+  cached_.assign(history.begin(), history.end());
   std::vector<int32_t> guesses;
   for (int i = 0; i < max_tokens; ++i) {
     const int32_t t = int32_t(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());
