@@ -994,7 +994,18 @@ template <GgmlType kType> struct PackedBlock32Tile {
   };
 };
 
-template <int NT> struct PackedQ4KTile { static void run(const GemmTask& g, int t0) { packed_q4k_tile<NT>(g, t0); } };
+// Four tokens per pass over a group's tiles: eight kept every accumulator in flight at once
+// and spilled them (measured: 8 sequences decode about 10% faster this way).
+template <int NT> struct PackedQ4KTile {
+  static void run(const GemmTask& g, int t0) {
+    if constexpr (NT > 4) {
+      packed_q4k_tile<4>(g, t0);
+      packed_q4k_tile<NT - 4>(g, t0 + 4);
+    } else {
+      packed_q4k_tile<NT>(g, t0);
+    }
+  }
+};
 template <int NT> struct PackedQ6KTile { static void run(const GemmTask& g, int t0) { packed_q6k_tile<NT>(g, t0); } };
 
 // Float weights: the 16 rows transposed to [K][16] floats; one FMA per value and token.
