@@ -76,6 +76,31 @@ std::vector<int32_t> ChatEngine::prompt_tokens(const std::string& rendered) cons
   return tokenizer_.encode(rendered, {.add_special = !has_bos, .parse_special = true});
 }
 
+// The budget in tokens: the template's reasoning tags must each be one token (as in Qwen3 and
+// the DeepSeek-R1 distills), so that closing the block is one inserted token.
+ThinkingBudget ChatEngine::thinking_budget(const ChatRequest& request, const OutputFormat& format) const {
+  const ReasoningTags tags = reasoning_tags(format.reasoning);
+  auto single_token = [&](const char* text) -> int32_t {
+    if (!*text) return -1;
+    const std::vector<int32_t> ids = tokenizer_.encode(text, {.add_special = false, .parse_special = true});
+    return ids.size() == 1 ? ids[0] : -1;
+  };
+  ThinkingBudget b;
+  b.close_token = single_token(tags.close);
+  if (b.close_token < 0)
+    fail("a thinking budget needs a model whose chat template closes its reasoning with a single token (this one: ",
+         *tags.close ? std::string("\"") + tags.close + "\" is several tokens" : std::string("no reasoning block"), ")");
+  b.open_token = single_token(tags.open);
+  b.starts_inside = format.starts_in_reasoning;
+  b.max_tokens = request.thinking_budget;
+  b.min_tokens = request.min_thinking;
+  // Qwen3's own wording for a budget that ran out.
+  b.cue = tokenizer_.encode("\n\nConsidering the limited time by the user, I have to give the solution based on the "
+                            "thinking directly now.\n",
+                            {.add_special = false, .parse_special = false});
+  return b;
+}
+
 ChatReply ChatEngine::reply(const ChatRequest& request, const ChatCallback& on_delta) {
   const std::string rendered = render(request);
   GenerationRequest gen = request.generation;
@@ -96,6 +121,7 @@ ChatReply ChatEngine::reply(const ChatRequest& request, const ChatCallback& on_d
     reply.tool_calls.insert(reply.tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
     if (!d.empty() && on_delta && !on_delta(d)) cancelled = true;
   };
+  if (request.thinking_budget >= 0 || request.min_thinking > 0) gen.thinking = thinking_budget(request, format);
   // The parser reads the generated text with special tokens rendered, stop strings removed.
   gen.render_special = true;
   reply.generation = generator_.generate(gen, [&](int32_t token, std::string_view text) {

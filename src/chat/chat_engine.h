@@ -22,6 +22,9 @@ struct ChatRequest {
   Json messages = Json(Json::Array{});  // OpenAI-style [{role, content, ...}]
   Json tools;                           // OpenAI-style tool list, or null
   bool enable_thinking = true;          // templates that know `enable_thinking` get it
+  // Compact thinking (see ThinkingBudget): at most this many thinking tokens (-1: no limit),
+  // and at least min_thinking before the model may close the block.
+  int thinking_budget = -1, min_thinking = 0;
   GenerationRequest generation;         // sampling, max_tokens, stop, grammar (prompt is filled in)
 };
 
@@ -55,6 +58,8 @@ class ChatEngine {
   void reset() { generator_.reset(); }
 
  private:
+  ThinkingBudget thinking_budget(const ChatRequest& request, const OutputFormat& format) const;
+
   const Tokenizer& tokenizer_;
   const ChatTemplate& template_;
   Session& session_;

@@ -5,11 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "model/model.h"
 #include "model/session.h"
 #include "synth/synth.h"
 #include "testing/test_support.h"
 #include "tokenizer/tokenizer.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 
 namespace muse {
@@ -117,6 +120,42 @@ TEST_F(ChatEngineTest, ParsesToolCallsAndKeepsHistoryCached) {
   request.generation.grammar = Grammar::parse(R"(root ::= [a-z ]{1,10})");
   const ChatReply second = engine.reply(request);
   EXPECT_GT(second.generation.reused_tokens, reply.generation.prompt_tokens / 2);
+}
+
+}  // namespace
+}  // namespace muse
+
+namespace muse {
+namespace {
+
+// A thinking budget through the chat template: the model opens its reasoning, is cut off
+// after the budget with Qwen3's cue and the close, and the reply counts the block in tokens.
+TEST_F(ChatEngineTest, ThinkingBudgetCutsTheReasoningAtTheBudget) {
+  Session session(*model_, pool_, {.n_ctx = 1024});
+  ChatEngine engine(*tokenizer_, *template_, session);
+  ChatRequest r;
+  r.messages = Json(Json::Array{Json(Json::Object{{"role", Json("user")}, {"content", Json("What is 2+2?")}})});
+  r.generation.max_tokens = 200;
+  r.generation.sampling.temperature = 0;
+  r.thinking_budget = 6;
+  const auto open = tokenizer_->encode("<think>", {.add_special = false, .parse_special = true});
+  const auto close = tokenizer_->encode("</think>", {.add_special = false, .parse_special = true});
+  if (open.size() != 1 || close.size() != 1) {
+    EXPECT_THROW(engine.reply(r), Error);  // the budget needs single-token tags
+    return;
+  }
+  r.generation.sampling.logit_bias[open[0]] = 100;       // open the block at once
+  r.generation.sampling.logit_bias[close[0]] = -INFINITY;  // and never close it alone
+  const ChatReply reply = engine.reply(r);
+  EXPECT_TRUE(reply.generation.thinking_cut);
+  EXPECT_GE(reply.generation.thinking_tokens, 6);
+  EXPECT_NE(reply.reasoning.find("I have to give the solution based on the thinking directly now."), std::string::npos);
+  // The block: the opening tag, six thinking tokens, the cue and the close. (This model, told
+  // to open blocks, opens another right after; a real one answers.)
+  const int cue = int(tokenizer_->encode("\n\nConsidering the limited time by the user, I have to give the solution based "
+                                         "on the thinking directly now.\n", {.add_special = false, .parse_special = false}).size());
+  EXPECT_EQ(reply.reasoning_tokens, 1 + 6 + cue + 1);
+  EXPECT_LT(reply.reasoning_tokens, int(reply.generation.tokens.size()));
 }
 
 }  // namespace

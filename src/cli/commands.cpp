@@ -166,6 +166,9 @@ int run_chat_turn(const Args& a, const Model& model, const Tokenizer& tokenizer,
   ChatRequest request;
   request.generation = generation;
   request.enable_thinking = a.get("--think", "on") != "off";
+  request.thinking_budget = int(a.get_int("--think-budget", -1));
+  request.min_thinking = int(a.get_int("--think-min", 0));
+  if (request.thinking_budget < -1 || request.min_thinking < 0) fail("--think-budget and --think-min must be >= 0");
   Json::Array messages;
   if (a.has("-s")) messages.push_back(Json(Json::Object{{"role", Json("system")}, {"content", Json(a.get("-s"))}}));
   messages.push_back(Json(Json::Object{{"role", Json("user")}, {"content", Json(a.has("-p") ? a.get("-p") : read_text_file(a.get("-f")))}}));
@@ -182,7 +185,8 @@ int run_chat_turn(const Args& a, const Model& model, const Tokenizer& tokenizer,
   });
   if (json) {
     Json::Object out{{"reasoning", Json(reply.reasoning)}, {"content", Json(reply.content)},
-                     {"reasoning_tokens", Json(reply.reasoning_tokens)}};
+                     {"reasoning_tokens", Json(reply.reasoning_tokens)},
+                     {"thinking_cut", Json(reply.generation.thinking_cut)}};
     out.emplace("message", reply.message());
     out.emplace("finish_reason", Json(finish_reason_name(reply.generation.finish)));
     std::printf("%s\n", Json(std::move(out)).dump().c_str());
@@ -198,7 +202,8 @@ int run_chat_turn(const Args& a, const Model& model, const Tokenizer& tokenizer,
 
 int cmd_run(const Argv& argv) {
   std::set<std::string> known = generation_flags();
-  known.insert({"-m", "--tokens", "-p", "-f", "-s", "--think", "-t", "-c", "--draft", "--draft-max"});
+  known.insert({"-m", "--tokens", "-p", "-f", "-s", "--think", "--think-budget", "--think-min", "-t", "-c", "--draft",
+                "--draft-max"});
   const Args a(argv, known, {"--json", "--chat"});
   const auto model = Model::load(model_path(a));
   const ModelConfig& c = model->config();
@@ -211,7 +216,8 @@ int cmd_run(const Argv& argv) {
   if (params.n_ctx < 16) fail("-c must be at least 16");
   Session session(*model, pool, params);
   if (a.has("--chat")) return run_chat_turn(a, *model, *tokenizer, session, generation);
-  if (a.has("-s") || a.has("--think")) fail("-s and --think go with --chat");
+  if (a.has("-s") || a.has("--think") || a.has("--think-budget") || a.has("--think-min"))
+    fail("-s and --think options go with --chat");
   generation.prompt = prompt_tokens(a, tokenizer.get(), c.n_vocab);
   // A text prompt gets text back; an id prompt gets ids (what scripts comparing runs want).
   const bool text_out = !a.has("--tokens");

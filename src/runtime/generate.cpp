@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 
 #include "model/session.h"
 #include "runtime/speculative.h"
@@ -114,25 +116,61 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
     cached_.resize(size_t(valid));
     guesses.clear();
   };
+  const ThinkingBudget& think = request.thinking;
+  bool thinking = think.close_token >= 0 && think.starts_inside;
+  std::vector<int32_t> forced;  // tokens inserted after `next` (the budget's cue and close)
   for (int i = 0; i < request.max_tokens; ++i) {
-    const int32_t next = sampler.sample(logits_.data() + row * size_t(stride), n_vocab);
+    float* row_logits = logits_.data() + row * size_t(stride);
+    if (thinking && result.thinking_tokens < think.min_tokens) row_logits[think.close_token] = -INFINITY;
+    const int32_t next = sampler.sample(row_logits, n_vocab);
     sampler.accept(next);
     result.tokens.push_back(next);
+    forced.clear();
+    if (think.close_token >= 0) {
+      if (thinking && next == think.close_token) {
+        thinking = false;
+      } else if (thinking) {
+        ++result.thinking_tokens;
+        if (think.max_tokens >= 0 && result.thinking_tokens >= think.max_tokens) {
+          forced = think.cue;
+          forced.push_back(think.close_token);
+          thinking = false;
+          result.thinking_cut = true;
+        }
+      } else if (next == think.open_token) {
+        thinking = true;
+      }
+    }
     if (tokenizer_.is_eog(next)) {
       result.finish = FinishReason::kEndOfGeneration;
       break;
     }
-    const StopMatcher::Result step = stops.feed(decoder.push(next));
+    StopMatcher::Result step = stops.feed(decoder.push(next));
     if (!emit(next, step.text)) {
       result.finish = FinishReason::kCancelled;
       break;
     }
+    // Inserted tokens stream like generated ones (the limit counts them too).
+    bool ended = false;
+    for (int32_t t : forced) {
+      if (step.reason == StopMatcher::Reason::kStopString || i + 1 == request.max_tokens) break;
+      ++i;
+      sampler.accept(t);
+      result.tokens.push_back(t);
+      step = stops.feed(decoder.push(t));
+      if (!emit(t, step.text)) {
+        result.finish = FinishReason::kCancelled;
+        ended = true;
+        break;
+      }
+    }
+    if (ended) break;
     if (step.reason == StopMatcher::Reason::kStopString) {
       result.finish = FinishReason::kStopString;
       break;
     }
     if (i + 1 == request.max_tokens) break;
-    if (row < guesses.size() && guesses[row] == next) {
+    if (forced.empty() && row < guesses.size() && guesses[row] == next) {
       ++row;
       ++result.accepted_tokens;
       continue;
@@ -147,15 +185,27 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
       result.finish = FinishReason::kContextFull;
       break;
     }
-    cached_.push_back(next);
+    // The forced tokens go in with `next`, as far as the context holds them.
+    batch.assign(1, next);
+    for (int32_t t : forced)
+      if (session_.n_past() + int(batch.size()) < session_.n_ctx()) batch.push_back(t);
+    if (batch.size() < forced.size() + 1) {
+      result.finish = FinishReason::kContextFull;
+      break;
+    }
+    cached_.insert(cached_.end(), batch.begin(), batch.end());
     // Guesses only for tokens that can still be emitted and positions the cache can hold.
-    const int budget = std::min({guess_budget, request.max_tokens - i - 2, session_.n_ctx() - session_.n_past() - 1});
+    const int budget = std::min({guess_budget, request.max_tokens - i - 2,
+                                 session_.n_ctx() - session_.n_past() - int(batch.size())});
     guesses = drafter_ && budget > 0 ? drafter_->propose(cached_, budget) : std::vector<int32_t>();
     if (int(guesses.size()) > budget) guesses.resize(size_t(std::max(0, budget)));
-    batch.assign(1, next);
     batch.insert(batch.end(), guesses.begin(), guesses.end());
-    pass_start = session_.n_past();
-    session_.forward(batch.data(), int(batch.size()), logits_.data(), /*all_logits=*/!guesses.empty());
+    pass_start = session_.n_past() + int(forced.size());  // where the guesses' rows begin, less one
+    const size_t first_row = batch.size() - guesses.size() - 1;
+    if (logits_.size() < batch.size() * size_t(stride)) logits_.resize(batch.size() * size_t(stride));
+    session_.forward(batch.data(), int(batch.size()), logits_.data(), /*all_logits=*/true);
+    if (first_row > 0)  // rows before the last inserted token are not needed
+      std::memmove(logits_.data(), logits_.data() + first_row * size_t(stride), (guesses.size() + 1) * size_t(stride) * 4);
     cached_.insert(cached_.end(), guesses.begin(), guesses.end());
     result.drafted_tokens += int(guesses.size());
     row = 0;

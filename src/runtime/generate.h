@@ -20,6 +20,20 @@ class Tokenizer;
 enum class FinishReason { kEndOfGeneration, kStopString, kLength, kContextFull, kCancelled };
 const char* finish_reason_name(FinishReason r);  // OpenAI's words: "stop", "length", ...
 
+// Compact thinking: a bound on the tokens a reasoning model spends inside its thinking block.
+// When the budget is spent, the cue (say "\n\nTime is up; answering now.") and the closing
+// token are inserted as if generated, so thinking ends at a token boundary with the model told
+// why, and it goes on to answer; below min_tokens the closing token is suppressed (budget
+// forcing: the model keeps thinking). Off while close_token < 0.
+struct ThinkingBudget {
+  int32_t open_token = -1;   // opens the block when generated (e.g. <think>); -1: none
+  int32_t close_token = -1;  // closes it (e.g. </think>)
+  bool starts_inside = false;  // the prompt already opened the block
+  int max_tokens = -1;       // thinking tokens before the cue and close are inserted; -1: no limit
+  int min_tokens = 0;
+  std::vector<int32_t> cue;
+};
+
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   int max_tokens = 256;
@@ -28,6 +42,7 @@ struct GenerationRequest {
   std::shared_ptr<const Grammar> grammar;  // constrained decoding (GBNF or from a JSON schema)
   // Text of control tokens in the output (chat output parsers need "<tool_call>" and the like).
   bool render_special = false;
+  ThinkingBudget thinking;
 };
 
 struct GenerationResult {
@@ -37,6 +52,8 @@ struct GenerationResult {
   int prompt_tokens = 0;
   int reused_tokens = 0;  // prompt tokens whose cache entries were already there
   int drafted_tokens = 0, accepted_tokens = 0;  // speculative decoding's guesses, and those kept
+  int thinking_tokens = 0;     // generated inside the thinking block (its close token excluded)
+  bool thinking_cut = false;   // the budget ran out and the close was inserted
   double prompt_seconds = 0, decode_seconds = 0;
   double prompt_rate() const;  // tokens per second of the part of the prompt that ran
   double decode_rate() const;

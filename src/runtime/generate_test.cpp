@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "model/model.h"
 #include "model/session.h"
 #include "runtime/json_schema.h"
@@ -132,6 +134,58 @@ TEST_F(GenerateTest, RefusesAPromptLongerThanTheContext) {
   Generator gen(session, *tokenizer_);
   GenerationRequest req = request(std::string(200, 'x') + " y z w v", 4);
   EXPECT_THROW(gen.generate(req), Error);
+}
+
+}  // namespace
+}  // namespace muse
+
+namespace muse {
+namespace {
+
+// Compact thinking on a random-weight model: the block is closed by inserting the cue and the
+// close token after exactly the budget, the model then continues from the state that
+// insertion implies, and budget forcing holds the close back until the minimum.
+TEST_F(GenerateTest, ThinkingBudgetClosesTheBlockAtTheBudget) {
+  const int32_t close = 7, cue_a = 11, cue_b = 12;
+  GenerationRequest r = request("Let me think about the weather", 14);
+  r.thinking.close_token = close;
+  r.thinking.starts_inside = true;
+  r.thinking.max_tokens = 5;
+  r.thinking.cue = {cue_a, cue_b};
+  r.sampling.logit_bias[close] = -INFINITY;  // the model never closes it by itself
+  Session session(*model_, pool_, {.n_ctx = 256});
+  Generator gen(session, *tokenizer_);
+  const GenerationResult got = gen.generate(r);
+  ASSERT_EQ(got.tokens.size(), 14u);
+  EXPECT_EQ(got.thinking_tokens, 5);
+  EXPECT_TRUE(got.thinking_cut);
+  EXPECT_EQ(std::vector<int32_t>(got.tokens.begin() + 5, got.tokens.begin() + 8), (std::vector<int32_t>{cue_a, cue_b, close}));
+  // What follows is what the model says after that exact text: a plain run from the prompt
+  // plus the first eight tokens continues the same way.
+  GenerationRequest after = request("", 6);
+  after.prompt = r.prompt;
+  after.prompt.insert(after.prompt.end(), got.tokens.begin(), got.tokens.begin() + 8);
+  after.sampling.logit_bias[close] = -INFINITY;
+  Session plain_session(*model_, pool_, {.n_ctx = 256});
+  Generator plain(plain_session, *tokenizer_);
+  EXPECT_EQ(plain.generate(after).tokens, std::vector<int32_t>(got.tokens.begin() + 8, got.tokens.end()));
+}
+
+TEST_F(GenerateTest, BudgetForcingHoldsTheCloseBackUntilTheMinimum) {
+  const int32_t close = 7;
+  GenerationRequest r = request("Let me think about the weather", 8);
+  r.thinking.close_token = close;
+  r.thinking.starts_inside = true;
+  r.thinking.min_tokens = 4;
+  r.sampling.logit_bias[close] = 100;  // the model wants to stop thinking at once
+  Session session(*model_, pool_, {.n_ctx = 256});
+  Generator gen(session, *tokenizer_);
+  const GenerationResult got = gen.generate(r);
+  ASSERT_GE(got.tokens.size(), 5u);
+  for (int i = 0; i < 4; ++i) EXPECT_NE(got.tokens[size_t(i)], close) << i;
+  EXPECT_EQ(got.tokens[4], close);
+  EXPECT_EQ(got.thinking_tokens, 4);
+  EXPECT_FALSE(got.thinking_cut);
 }
 
 }  // namespace
