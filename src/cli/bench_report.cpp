@@ -155,8 +155,8 @@ int cmd_bench_report(const Argv& argv) {
       const Point* p = nullptr;
       for (auto c = commits.rbegin(); c != commits.rend() && !p; ++c) p = at(*c, key);
       if (!p || p->model_gb <= 0) continue;
-      PlotSeries& s =
-          by_engine[std::get<0>(key) + " (" + std::to_string(std::get<2>(key)) + " threads)"];
+      PlotSeries& s = by_engine[std::get<0>(key) + " (" + std::to_string(std::get<2>(key)) +
+                                (std::get<2>(key) == 1 ? " thread)" : " threads)")];
       s.x.push_back(p->model_gb);
       s.y.push_back(p->tg);
       sizes.push_back(p->model_gb);
