@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <functional>
 
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -29,6 +31,25 @@ struct Scheduler::Active {
   bool was_admitted = false;
   int pending() const { return int(tokens.size()) - seq.length(); }
 };
+
+float token_confidence(const float* logits, int n_vocab, int k) {
+  k = std::clamp(k, 1, n_vocab);
+  const float mx = *std::max_element(logits, logits + n_vocab);
+  double sum = 0;
+  for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
+  const double log_z = double(mx) + std::log(sum);
+  // The k largest logits, kept in a small sorted list (k is a handful).
+  std::vector<float> top;
+  top.reserve(size_t(k) + 1);
+  for (int i = 0; i < n_vocab; ++i) {
+    if (int(top.size()) == k && logits[i] <= top.back()) continue;
+    top.insert(std::upper_bound(top.begin(), top.end(), logits[i], std::greater<float>()), logits[i]);
+    if (int(top.size()) > k) top.pop_back();
+  }
+  double mean_logp = 0;
+  for (float x : top) mean_logp += (double(x) - log_z) / double(k);
+  return float(-mean_logp);
+}
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
                      const SchedulerConfig& config)
@@ -231,8 +252,8 @@ bool Scheduler::step() {
   {
     // The whole step holds the lock (submit() waits at most one pass); callbacks run after it.
     std::lock_guard<std::mutex> lock(mu_);
-    auto emit = [&](Active& a, int32_t token, bool last, FinishReason why) {
-      if (a.on_token) events.push_back({a.on_token, {a.id, token, last, why}});
+    auto emit = [&](Active& a, int32_t token, bool last, FinishReason why, float confidence = 0) {
+      if (a.on_token) events.push_back({a.on_token, {a.id, token, last, why, confidence}});
     };
     worked = advance(emit);
   }
@@ -379,7 +400,7 @@ bool Scheduler::advance(const Emit& emit) {
         why = FinishReason::kContextFull;
         last = true;
       }
-      emit(a, token, last, why);
+      emit(a, token, last, why, a.request.confidence_top_k > 0 ? token_confidence(l, V, a.request.confidence_top_k) : 0.0f);
       if (last) {
         finish(a, why);
         a.tokens.clear();

@@ -53,7 +53,14 @@ struct Request {
   SamplingParams sampling;
   bool stop_at_eog = true;
   RequestId fork_of = -1;  // a running request whose sequence (so far) this one continues
+  // With k > 0, every token event carries the model's confidence at that step (see
+  // token_confidence), for callers that stop or weigh low-confidence generations.
+  int confidence_top_k = 0;
 };
+
+// DeepConf's token confidence: minus the mean log-probability of the k most likely tokens. A
+// peaked distribution (one likely token, the rest improbable) scores high; a flat one low.
+float token_confidence(const float* logits, int n_vocab, int k);
 
 struct RequestStats {
   int prompt_tokens = 0;
@@ -73,6 +80,7 @@ struct TokenEvent {
   int32_t token = -1;  // -1 on the final event of a cancelled or failed request
   bool done = false;
   FinishReason finish = FinishReason::kLength;
+  float confidence = 0;  // with Request::confidence_top_k > 0
 };
 using TokenCallbackFn = std::function<void(const TokenEvent&)>;
 

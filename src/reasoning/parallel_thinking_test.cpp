@@ -1,0 +1,134 @@
+// Parallel thinking on a random-weight model: traces share their prompt, stop when their
+// confidence drops, and vote by confidence; the vote and the confidence measure on their own.
+#include "reasoning/parallel_thinking.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "model/model.h"
+#include "testing/test_support.h"
+#include "tokenizer/tokenizer.h"
+#include "util/thread_pool.h"
+
+namespace muse {
+namespace {
+
+TEST(ConfidenceVote, WeighsAnswersByTheirTracesConfidence) {
+  std::vector<TraceResult> t(5);
+  t[0].answer = "4", t[0].confidence = 1.0f;
+  t[1].answer = "5", t[1].confidence = 3.0f;
+  t[2].answer = "4", t[2].confidence = 1.5f;
+  t[3].answer = "", t[3].confidence = 9.0f;  // stopped or unanswered: no vote
+  t[4].answer = "5", t[4].confidence = 0.5f;
+  double share = 0;
+  EXPECT_EQ(confidence_weighted_vote(t, &share), "5");  // 3.5 against 2.5
+  EXPECT_NEAR(share, 3.5 / 6.0, 1e-12);
+  t[4].confidence = -0.5f;  // a tie at 2.5 each: the answer seen first
+  EXPECT_EQ(confidence_weighted_vote(t), "4");
+  EXPECT_EQ(confidence_weighted_vote({}, &share), "");
+  EXPECT_EQ(share, 0);
+  EXPECT_EQ(answer_after_thinking("<think>hmm</think>\n\n 42 \n"), "42");
+  EXPECT_EQ(answer_after_thinking("  just this "), "just this");
+}
+
+// -mean log p of the top k, against float64 by hand.
+TEST(ConfidenceVote, TokenConfidenceIsMinusTheMeanTopKLogProbability) {
+  const std::vector<float> logits = {2.0f, -1.0f, 5.0f, 0.5f, 5.0f, -3.0f};
+  double z = 0;
+  for (float x : logits) z += std::exp(double(x));
+  const double want = -((5.0 - std::log(z)) + (5.0 - std::log(z)) + (2.0 - std::log(z))) / 3;
+  EXPECT_NEAR(token_confidence(logits.data(), int(logits.size()), 3), want, 1e-5);
+  // Peaked beats flat.
+  const std::vector<float> peaked = {10, 0, 0, 0}, flat = {1, 1, 1, 1};
+  EXPECT_GT(token_confidence(peaked.data(), 4, 2), token_confidence(flat.data(), 4, 2));
+}
+
+class ParallelThinkingTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    model_ =
+        testing::synth_model(
+            Arch::kQwen3,
+            "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024", "q8_0")
+            .release();
+    tokenizer_ = Tokenizer::from_gguf(model_->file()).release();
+  }
+  static void TearDownTestSuite() {
+    delete tokenizer_;
+    delete model_;
+  }
+  SchedulerConfig config() const {
+    SchedulerConfig c;
+    c.block_tokens = 8;
+    c.kv_budget_bytes = size_t(16) << 20;
+    c.max_batch_tokens = 64;
+    return c;
+  }
+  static std::vector<int32_t> prompt() {
+    std::vector<int32_t> p;
+    for (int i = 0; i < 40; ++i) p.push_back((i * 37 + 5) % 690);
+    return p;
+  }
+  static Model* model_;
+  static Tokenizer* tokenizer_;
+  ThreadPool pool_{2};
+};
+Model* ParallelThinkingTest::model_ = nullptr;
+Tokenizer* ParallelThinkingTest::tokenizer_ = nullptr;
+
+TEST_F(ParallelThinkingTest, TracesShareThePromptDifferAndVote) {
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  ParallelThinkingParams p;
+  p.traces = 4;
+  p.max_tokens = 24;
+  p.sampling.temperature = 0.9f;
+  p.sampling.seed = 3;
+  p.window = 4;
+  p.warmup = 4;
+  p.extract_answer = [](const std::string& text) {
+    return text.empty() ? std::string() : text.substr(0, 1);
+  };
+  const ParallelThinkingResult r = think_in_parallel(s, *tokenizer_, prompt(), p);
+  ASSERT_EQ(r.traces.size(), 4u);
+  std::set<std::vector<int32_t>> distinct;
+  int shared = 0, total = 0;
+  for (const TraceResult& t : r.traces) {
+    EXPECT_FALSE(t.stopped_early);
+    EXPECT_GT(t.confidence, 0);
+    EXPECT_TRUE(std::isfinite(t.confidence));
+    distinct.insert(t.tokens);
+    shared += t.cached_prompt_tokens >= int(prompt().size()) - 8 ? 1 : 0;  // all but its last block
+    total += int(t.tokens.size());
+  }
+  EXPECT_GE(distinct.size(), 2u);  // different seeds, different traces
+  EXPECT_GE(shared, 3);            // the prompt was computed once, then read from the cache
+  EXPECT_EQ(r.generated_tokens, total);
+  double share = 0;
+  EXPECT_EQ(r.answer, confidence_weighted_vote(r.traces, &share));
+  EXPECT_DOUBLE_EQ(r.answer_weight, share);
+  EXPECT_EQ(s.running(), 0);
+}
+
+TEST_F(ParallelThinkingTest, LowConfidenceTracesStopAfterTheWarmup) {
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  ParallelThinkingParams p;
+  p.traces = 3;
+  p.max_tokens = 40;
+  p.sampling.temperature = 0.9f;
+  p.window = 4;
+  p.warmup = 10;
+  p.stop_below = 1e9f;  // nothing is that confident: every trace stops as soon as it may
+  const ParallelThinkingResult r = think_in_parallel(s, *tokenizer_, prompt(), p);
+  for (const TraceResult& t : r.traces) {
+    EXPECT_TRUE(t.stopped_early);
+    EXPECT_EQ(t.tokens.size(), 10u);
+    EXPECT_TRUE(t.answer.empty());
+  }
+  EXPECT_EQ(r.answer, "");
+  EXPECT_EQ(r.generated_tokens, 30);
+}
+
+}  // namespace
+}  // namespace muse
