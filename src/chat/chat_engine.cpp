@@ -60,20 +60,26 @@ ChatEngine::ChatEngine(const Tokenizer& tokenizer, const ChatTemplate& chat_temp
 
 int ChatEngine::n_ctx() const { return session_.n_ctx(); }
 
-std::string ChatEngine::render(const ChatRequest& request) const {
+std::string render_chat_prompt(const ChatTemplate& chat_template, const ChatRequest& request) {
   ChatTemplate::Options options;
   options.tools = request.tools;
   options.add_generation_prompt = true;
   Json::Object extra;
   extra.emplace("enable_thinking", Json(request.enable_thinking));
   options.extra = Json(std::move(extra));
-  return template_.render(request.messages, options);
+  return chat_template.render(request.messages, options);
 }
 
-std::vector<int32_t> ChatEngine::prompt_tokens(const std::string& rendered) const {
+std::vector<int32_t> chat_prompt_tokens(const Tokenizer& tokenizer, const std::string& rendered) {
   // Templates usually write the BOS text themselves; add it only when they did not.
-  const bool has_bos = tokenizer_.bos() >= 0 && rendered.rfind(tokenizer_.text(tokenizer_.bos()), 0) == 0;
-  return tokenizer_.encode(rendered, {.add_special = !has_bos, .parse_special = true});
+  const bool has_bos = tokenizer.bos() >= 0 && rendered.rfind(tokenizer.text(tokenizer.bos()), 0) == 0;
+  return tokenizer.encode(rendered, {.add_special = !has_bos, .parse_special = true});
+}
+
+std::string ChatEngine::render(const ChatRequest& request) const { return render_chat_prompt(template_, request); }
+
+std::vector<int32_t> ChatEngine::prompt_tokens(const std::string& rendered) const {
+  return chat_prompt_tokens(tokenizer_, rendered);
 }
 
 // The budget in tokens: the template's reasoning tags must each be one token (as in Qwen3 and

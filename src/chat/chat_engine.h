@@ -38,6 +38,11 @@ struct ChatReply {
   Json message() const;
 };
 
+// The prompt a chat request renders to through a template, and its tokens (the BOS token added
+// when the template did not write it). ChatEngine uses these; so do callers without a session.
+std::string render_chat_prompt(const ChatTemplate& chat_template, const ChatRequest& request);
+std::vector<int32_t> chat_prompt_tokens(const Tokenizer& tokenizer, const std::string& rendered);
+
 // Called with each piece of parsed output; returning false cancels the generation.
 using ChatCallback = std::function<bool(const OutputDelta& delta)>;
 

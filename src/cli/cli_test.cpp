@@ -158,6 +158,24 @@ TEST_F(Cli, ParallelBenchReportsAggregateAndKvBytes) {
   EXPECT_GE(j.at("cached_prompt_tokens").as_int(), 2 * 32);  // the prefix is computed once
 }
 
+TEST_F(Cli, ContemplateRunsAgentsOnASharedPromptAndWritesTheTrace) {
+  const std::string trace = testing::temp_path("contemplate.json");
+  const Result r = muse("contemplate -m " + *model_ + " -p 'What is 2+2?' --agents 3 --budget 6 --json " + trace);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("3 agents"), std::string::npos) << r.err;
+  const Json j = Json::parse(testing::read_file(trace));
+  ASSERT_EQ(j.at("traces").as_array().size(), 3u);
+  int64_t generated = 0, shared = 0;
+  for (const Json& t : j.at("traces").as_array()) {
+    EXPECT_LE(t.at("tokens").as_int(), 6);
+    generated += t.at("tokens").as_int();
+    shared += t.at("cached_prompt_tokens").as_int() > 0;
+  }
+  EXPECT_EQ(j.at("generated_tokens").as_int(), generated);
+  EXPECT_GE(shared, 2);  // the agents after the first read the prompt from the cache
+  EXPECT_NE(muse("contemplate -m " + *model_ + " -p hi --agents 0").code, 0);
+}
+
 TEST_F(Cli, BadInputGetsOneLineErrorAndNonZeroExit) {
   const std::string corrupt = testing::temp_path("corrupt.gguf");
   {

@@ -16,6 +16,7 @@ int cmd_synth(const Argv& args);
 int cmd_tokenize(const Argv& args);
 int cmd_detokenize(const Argv& args);
 int cmd_chat(const Argv& args);
+int cmd_contemplate(const Argv& args);
 int cmd_chat_template(const Argv& args);
 
 }  // namespace muse

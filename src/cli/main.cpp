@@ -21,6 +21,8 @@ constexpr const char* kUsage =
     "         --chat [-s SYSTEM] [--think on|off] one chat turn through the model's template\n"
     "  chat   [-m FILE] [-s SYSTEM] [--think on|off] [generation options]\n"
     "                                             talk to the model in the terminal\n"
+    "  contemplate [-m FILE] (-p TEXT | -f FILE) [--agents N] [--budget T] [--stop-below C]\n"
+    "         [--json FILE] [generation options]  N traces in parallel, live lanes, voted answer\n"
     "  chat-template (--template FILE.jinja | -m FILE) --context CONTEXT.json [--now ISO-TIME]\n"
     "                                             render a chat template (Jinja) as-is\n"
     "  tokenize   -m FILE [--no-bos] [--no-special] (-p TEXT | -f FILE)\n"
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
     if (cmd == "tokenize") return muse::cmd_tokenize(args);
     if (cmd == "detokenize") return muse::cmd_detokenize(args);
     if (cmd == "chat") return muse::cmd_chat(args);
+    if (cmd == "contemplate") return muse::cmd_contemplate(args);
     if (cmd == "chat-template") return muse::cmd_chat_template(args);
     std::fprintf(stderr, "muse: unknown command \"%s\" (try muse --help)\n", cmd.c_str());
     return 2;

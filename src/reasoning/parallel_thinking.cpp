@@ -8,6 +8,7 @@
 
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace muse {
 
@@ -41,7 +42,8 @@ std::string confidence_weighted_vote(const std::vector<TraceResult>& traces, dou
 
 ParallelThinkingResult think_in_parallel(Scheduler& scheduler, const Tokenizer& tokenizer,
                                          const std::vector<int32_t>& prompt,
-                                         const ParallelThinkingParams& params) {
+                                         const ParallelThinkingParams& params,
+                                         const TracesCallback& on_step) {
   if (params.traces < 1 || params.traces > 256) fail("parallel thinking: traces must be 1..256");
   if (params.window < 1 || params.warmup < 0 || params.top_k < 1)
     fail("parallel thinking: bad window, warmup or top_k");
@@ -81,7 +83,12 @@ ParallelThinkingResult think_in_parallel(Scheduler& scheduler, const Tokenizer& 
       }
     });
   }
+  std::vector<TraceResult> snapshot;
   while (scheduler.step()) {
+    if (!on_step) continue;
+    snapshot.clear();
+    for (const Live& l : live) snapshot.push_back(l.result);
+    on_step(snapshot);
   }
   ParallelThinkingResult out;
   const auto& extract = params.extract_answer ? params.extract_answer : answer_after_thinking;
@@ -92,7 +99,7 @@ ParallelThinkingResult think_in_parallel(Scheduler& scheduler, const Tokenizer& 
     std::vector<int32_t> text_tokens;
     for (int32_t tok : t.tokens)
       if (!tokenizer.is_eog(tok)) text_tokens.push_back(tok);
-    t.text = tokenizer.decode(text_tokens, true);
+    append_valid_utf8(tokenizer.decode(text_tokens, true), t.text, true);  // (a cut-off trace may end mid-character)
     if (!t.stopped_early) t.answer = extract(t.text);  // a stopped trace does not vote
     const RequestStats st = scheduler.stats(t.id);
     t.cached_prompt_tokens = st.cached_tokens;

@@ -29,6 +29,10 @@ struct ParallelThinkingParams {
   std::function<std::string(const std::string& text)> extract_answer;
 };
 
+struct TraceResult;
+// Called after every step with the traces so far (tokens, confidence, stopped), for live views.
+using TracesCallback = std::function<void(const std::vector<TraceResult>& traces)>;
+
 struct TraceResult {
   RequestId id = -1;
   std::vector<int32_t> tokens;
@@ -49,7 +53,8 @@ struct ParallelThinkingResult {
 // running its own loop).
 ParallelThinkingResult think_in_parallel(Scheduler& scheduler, const Tokenizer& tokenizer,
                                          const std::vector<int32_t>& prompt,
-                                         const ParallelThinkingParams& params);
+                                         const ParallelThinkingParams& params,
+                                         const TracesCallback& on_step = {});
 
 // The answer with the largest summed confidence among traces that have one (ties: the answer
 // seen first); `share` gets its weight over the total.
