@@ -994,8 +994,9 @@ template <GgmlType kType> struct PackedBlock32Tile {
   };
 };
 
-// Four tokens per pass over a group's tiles: eight kept every accumulator in flight at once
-// and spilled them (measured: 8 sequences decode about 10% faster this way).
+// Four tokens per pass over a group's tiles (the second pass finds them in cache): eight kept
+// every accumulator in flight at once and spilled them. In-cache timings of the two are within
+// noise; one 8-sequence A/B run favoured four (the machine is too noisy to say by how much).
 template <int NT> struct PackedQ4KTile {
   static void run(const GemmTask& g, int t0) {
     if constexpr (NT > 4) {
