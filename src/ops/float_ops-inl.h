@@ -231,8 +231,50 @@ void dot_rows_two(const float* q0, const float* q1, const float* rows, int n_row
   }
 }
 
+// Four queries against the same rows, a quarter vector's worth of rows per pass: lane
+// 4j + r ... of the tree's result (query j, row r), each summed exactly as dot_rows_fixed does.
+// Per chunk: four query loads and a quarter-vector of row loads feed sixteen FMAs.
+template <int NC>
+void dot_rows_four(const float* const* q, const float* rows, int n_rows, int dim, float scale, float* const* s) {
+  constexpr int R = kAttnLanes / 4;
+  const int chunks = NC > 0 ? NC : dim / kAttnLanes, tail = NC > 0 ? 0 : dim % kAttnLanes;
+  for (int r0 = 0; r0 < n_rows; r0 += R) {
+    const int nr = std::min(R, n_rows - r0);
+    const float* base = rows + size_t(r0) * dim;
+    AVec acc[kAttnLanes];
+    for (int r = 0; r < kAttnLanes; ++r) acc[r] = azero();
+    for (int c = 0; c < chunks; ++c) {
+      AVec qv[4];
+      for (int j = 0; j < 4; ++j) qv[j] = aload(q[j] + c * kAttnLanes);
+      for (int r = 0; r < R; ++r)
+        if (nr == R || r < nr) {
+          const AVec row = aload(base + size_t(r) * dim + c * kAttnLanes);
+          for (int j = 0; j < 4; ++j) acc[j * R + r] = afma(qv[j], row, acc[j * R + r]);
+        }
+    }
+    if (tail) {
+      const int full = chunks * kAttnLanes;
+      AVec qv[4];
+      for (int j = 0; j < 4; ++j) qv[j] = aload_n(q[j] + full, tail);
+      for (int r = 0; r < nr; ++r) {
+        const AVec row = aload_n(base + size_t(r) * dim + full, tail);
+        for (int j = 0; j < 4; ++j) acc[j * R + r] = afma(qv[j], row, acc[j * R + r]);
+      }
+    }
+    alignas(64) float out[kAttnLanes];
+    astore(out, amul(sum_lanes_of_rows(acc), aset1(scale)));
+    for (int j = 0; j < 4; ++j)
+      for (int r = 0; r < nr; ++r) s[j][r0 + r] = out[j * R + r];
+  }
+}
+
 void dot_rows(const float* const* q, float* const* s, int n_q, const float* rows, int n_rows, int dim, float scale) {
   int j = 0;
+  for (; j + 4 <= n_q; j += 4) {
+    if (dim == 4 * kAttnLanes) dot_rows_four<4>(q + j, rows, n_rows, dim, scale, s + j);
+    else if (dim == 8 * kAttnLanes) dot_rows_four<8>(q + j, rows, n_rows, dim, scale, s + j);
+    else dot_rows_four<0>(q + j, rows, n_rows, dim, scale, s + j);
+  }
   for (; j + 2 <= n_q; j += 2) {
     if (dim == 4 * kAttnLanes) dot_rows_two<4>(q[j], q[j + 1], rows, n_rows, dim, scale, s[j], s[j + 1]);
     else if (dim == 8 * kAttnLanes) dot_rows_two<8>(q[j], q[j + 1], rows, n_rows, dim, scale, s[j], s[j + 1]);
@@ -302,10 +344,37 @@ void weighted_panel_two(const float* p0, const float* p1, const float* rows, int
   }
 }
 
+// Four queries' panels of NV vectors: per row, four broadcasts and NV row loads feed 4 NV FMAs.
+template <int NV>
+void weighted_panel_four(const float* const* p, const float* rows, int n_rows, int dim, float* const* out, int col) {
+  AVec acc[4][NV];
+  for (int q = 0; q < 4; ++q)
+    for (int j = 0; j < NV; ++j) acc[q][j] = aload(out[q] + col + j * kAttnLanes);
+  for (int r = 0; r < n_rows; ++r) {
+    AVec w[4];
+    for (int q = 0; q < 4; ++q) w[q] = aset1(p[q][r]);
+    const float* row = rows + size_t(r) * dim + col;
+    for (int j = 0; j < NV; ++j) {
+      const AVec v = aload(row + j * kAttnLanes);
+      for (int q = 0; q < 4; ++q) acc[q][j] = afma(w[q], v, acc[q][j]);
+    }
+  }
+  for (int q = 0; q < 4; ++q)
+    for (int j = 0; j < NV; ++j) astore(out[q] + col + j * kAttnLanes, acc[q][j]);
+}
+
 // Each query's elements see the same FMAs in the same order as weighted_cols gives them.
 void weighted_rows(const float* const* p, float* const* out, int n_q, const float* rows, int n_rows, int dim) {
   constexpr int kPanel = kAttnLanes == 16 ? 8 : 4;  // two queries' accumulators fill half the registers
+  constexpr int kPanel4 = kPanel / 2;               // four queries'
   int j = 0;
+  for (; j + 4 <= n_q; j += 4) {
+    int i = 0;
+    for (; i + kPanel4 * kAttnLanes <= dim; i += kPanel4 * kAttnLanes)
+      weighted_panel_four<kPanel4>(p + j, rows, n_rows, dim, out + j, i);
+    if (i < dim)
+      for (int q = j; q < j + 4; ++q) weighted_cols(p[q], rows, n_rows, dim, i, out[q]);
+  }
   for (; j + 2 <= n_q; j += 2) {
     int i = 0;
     for (; i + kPanel * kAttnLanes <= dim; i += kPanel * kAttnLanes)
