@@ -18,18 +18,15 @@
 namespace muse {
 namespace {
 
-class ChatEngineTest : public ::testing::Test {
+class ChatEngineTest : public testing::SynthModelTest<testing::SmallQwen3> {
  protected:
   static void SetUpTestSuite() {
-    model_ = testing::synth_model(Arch::kQwen3, "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024",
-                                  "q8_0").release();
-    tokenizer_ = Tokenizer::from_gguf(model_->file()).release();
-    template_ = ChatTemplate::from_gguf(model_->file()).release();
+    SynthModelTest::SetUpTestSuite();
+    template_ = ChatTemplate::from_gguf(model_->file());
   }
   static void TearDownTestSuite() {
-    delete template_;
-    delete tokenizer_;
-    delete model_;
+    template_.reset();
+    SynthModelTest::TearDownTestSuite();
   }
   static ChatRequest ask(const std::string& text, const std::string& grammar) {
     ChatRequest r;
@@ -39,14 +36,9 @@ class ChatEngineTest : public ::testing::Test {
     r.generation.grammar = Grammar::parse(grammar);
     return r;
   }
-  static Model* model_;
-  static Tokenizer* tokenizer_;
-  static ChatTemplate* template_;
+  static inline std::unique_ptr<ChatTemplate> template_;
   ThreadPool pool_{2};
 };
-Model* ChatEngineTest::model_ = nullptr;
-Tokenizer* ChatEngineTest::tokenizer_ = nullptr;
-ChatTemplate* ChatEngineTest::template_ = nullptr;
 
 TEST_F(ChatEngineTest, SplitsReasoningAndCountsItsTokens) {
   Session session(*model_, pool_, {.n_ctx = 1024});

@@ -45,20 +45,8 @@ TEST(ConfidenceVote, TokenConfidenceIsMinusTheMeanTopKLogProbability) {
   EXPECT_GT(token_confidence(peaked.data(), 4, 2), token_confidence(flat.data(), 4, 2));
 }
 
-class ParallelThinkingTest : public ::testing::Test {
+class ParallelThinkingTest : public testing::SynthModelTest<testing::SmallQwen3> {
  protected:
-  static void SetUpTestSuite() {
-    model_ =
-        testing::synth_model(
-            Arch::kQwen3,
-            "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024", "q8_0")
-            .release();
-    tokenizer_ = Tokenizer::from_gguf(model_->file()).release();
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    delete model_;
-  }
   SchedulerConfig config() const {
     SchedulerConfig c;
     c.block_tokens = 8;
@@ -71,12 +59,8 @@ class ParallelThinkingTest : public ::testing::Test {
     for (int i = 0; i < 40; ++i) p.push_back((i * 37 + 5) % 690);
     return p;
   }
-  static Model* model_;
-  static Tokenizer* tokenizer_;
   ThreadPool pool_{2};
 };
-Model* ParallelThinkingTest::model_ = nullptr;
-Tokenizer* ParallelThinkingTest::tokenizer_ = nullptr;
 
 TEST_F(ParallelThinkingTest, TracesShareThePromptDifferAndVote) {
   Scheduler s(*model_, *tokenizer_, pool_, config());

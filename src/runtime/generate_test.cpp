@@ -19,17 +19,8 @@
 namespace muse {
 namespace {
 
-class GenerateTest : public ::testing::Test {
+class GenerateTest : public testing::SynthModelTest<testing::SmallQwen3> {
  protected:
-  static void SetUpTestSuite() {
-    model_ = testing::synth_model(Arch::kQwen3, "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=512",
-                                  "q8_0").release();
-    tokenizer_ = Tokenizer::from_gguf(model_->file()).release();
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    delete model_;
-  }
   GenerationRequest request(const std::string& prompt, int max_tokens) const {
     GenerationRequest r;
     r.prompt = tokenizer_->encode(prompt);
@@ -37,12 +28,8 @@ class GenerateTest : public ::testing::Test {
     r.sampling.temperature = 0;
     return r;
   }
-  static Model* model_;
-  static Tokenizer* tokenizer_;
   ThreadPool pool_{2};
 };
-Model* GenerateTest::model_ = nullptr;
-Tokenizer* GenerateTest::tokenizer_ = nullptr;
 
 TEST_F(GenerateTest, StopsAtTheLimitAndStreamsTheSameText) {
   Session session(*model_, pool_, {.n_ctx = 256});

@@ -20,17 +20,8 @@
 namespace muse {
 namespace {
 
-class SchedulerTest : public ::testing::Test {
+class SchedulerTest : public testing::SynthModelTest<testing::SmallQwen3> {
  protected:
-  static void SetUpTestSuite() {
-    model_ = testing::synth_model(Arch::kQwen3, "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024",
-                                  "q8_0").release();
-    tokenizer_ = Tokenizer::from_gguf(model_->file()).release();
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    delete model_;
-  }
   static std::vector<int32_t> prompt(int n, int salt) {
     std::vector<int32_t> t;
     for (int i = 0; i < n; ++i) t.push_back((i * 37 + salt * 101 + 5) % 690);
@@ -71,12 +62,8 @@ class SchedulerTest : public ::testing::Test {
       if (e.done) c.finish[e.id] = e.finish;
     };
   }
-  static Model* model_;
-  static Tokenizer* tokenizer_;
   ThreadPool pool_{2};
 };
-Model* SchedulerTest::model_ = nullptr;
-Tokenizer* SchedulerTest::tokenizer_ = nullptr;
 
 TEST_F(SchedulerTest, BatchedRequestsProduceWhatTheyProduceAlone) {
   Scheduler s(*model_, *tokenizer_, pool_, config());

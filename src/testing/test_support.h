@@ -12,6 +12,7 @@
 
 #include "model/model.h"
 #include "synth/synth.h"
+#include "tokenizer/tokenizer.h"
 
 namespace muse::testing {
 
@@ -64,5 +65,29 @@ inline std::unique_ptr<Model> synth_model(Arch arch, const std::string& dims, co
   std::remove(path.c_str());  // the mapping stays valid
   return model;
 }
+
+// A suite's random-weight model and its tokenizer, written once for all of the suite's tests:
+// derive the fixture from SynthModelTest<Spec>, where Spec has kArch, kDims and kType.
+template <typename Spec>
+class SynthModelTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    model_ = synth_model(Spec::kArch, Spec::kDims, Spec::kType);
+    tokenizer_ = Tokenizer::from_gguf(model_->file());
+  }
+  static void TearDownTestSuite() {
+    tokenizer_.reset();
+    model_.reset();
+  }
+  static inline std::unique_ptr<Model> model_;
+  static inline std::unique_ptr<Tokenizer> tokenizer_;
+};
+
+// The small Qwen3-shaped chat model most runtime tests share (q8_0, a 700-token vocabulary).
+struct SmallQwen3 {
+  static constexpr Arch kArch = Arch::kQwen3;
+  static constexpr const char* kDims = "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024";
+  static constexpr const char* kType = "q8_0";
+};
 
 }  // namespace muse::testing
