@@ -8,6 +8,7 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/thread_pool.h"
 
 namespace muse {
 
@@ -55,6 +56,7 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, ThreadPool&
                      const SchedulerConfig& config)
     : model_(model),
       tokenizer_(tokenizer),
+      pool_(pool),
       config_(config),
       kv_(std::make_unique<KvPool>(
           kv_pool_config(model.config(), config.kv_type, config.block_tokens, config.kv_budget_bytes))),
@@ -354,7 +356,16 @@ bool Scheduler::advance(const Emit& emit) {
     logits_.resize(size_t(wanted) * V);
     forward_.run(batch, *kv_, sequences, logits_.data());
 
-    // Sample where a sequence reached its end, and retire finished requests.
+    // Sample where a sequence reached its end (each request has its own sampler, so they draw
+    // in parallel), then retire finished requests in order.
+    struct Draw {
+      Active* a;
+      const float* logits;
+      int32_t token = -1;
+      float confidence = 0;
+      bool failed = false;
+    };
+    std::vector<Draw> draws;
     int row = 0;
     const auto now = Clock::now();
     for (const Slot& s : slots) {
@@ -377,21 +388,32 @@ bool Scheduler::advance(const Emit& emit) {
         a.tokens.clear();
         continue;
       }
-      int32_t token;
+      draws.push_back({&a, l});
+    }
+    pool_.parallel_for(int64_t(draws.size()), [&](int64_t i, int) {
+      Draw& d = draws[size_t(i)];
       try {
-        token = a.sampler->sample(l, V);
-        a.sampler->accept(token);
-      } catch (const Error&) {  // (submit() validated the settings; this ends only this request)
+        d.token = d.a->sampler->sample(d.logits, V);
+        d.a->sampler->accept(d.token);
+        if (d.a->request.confidence_top_k > 0) d.confidence = token_confidence(d.logits, V, d.a->request.confidence_top_k);
+      } catch (...) {  // (submit() validated the settings; this ends only this request)
+        d.failed = true;
+      }
+    });
+    for (const Draw& d : draws) {
+      Active& a = *d.a;
+      if (d.failed) {
         finish(a, FinishReason::kCancelled);
         emit(a, -1, true, FinishReason::kCancelled);
         a.tokens.clear();
         continue;
       }
-      a.tokens.push_back(token);
+      RequestStats& st = stats_[a.id];
+      a.tokens.push_back(d.token);
       ++st.generated;
       FinishReason why = FinishReason::kLength;
       bool last = false;
-      if (a.request.stop_at_eog && tokenizer_.is_eog(token)) {
+      if (a.request.stop_at_eog && tokenizer_.is_eog(d.token)) {
         why = FinishReason::kEndOfGeneration;
         last = true;
       } else if (st.generated >= a.request.max_tokens) {
@@ -400,7 +422,7 @@ bool Scheduler::advance(const Emit& emit) {
         why = FinishReason::kContextFull;
         last = true;
       }
-      emit(a, token, last, why, a.request.confidence_top_k > 0 ? token_confidence(l, V, a.request.confidence_top_k) : 0.0f);
+      emit(a, d.token, last, why, d.confidence);
       if (last) {
         finish(a, why);
         a.tokens.clear();

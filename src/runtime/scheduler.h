@@ -130,6 +130,7 @@ class Scheduler {
 
   const Model& model_;
   const Tokenizer& tokenizer_;
+  ThreadPool& pool_;
   SchedulerConfig config_;
   std::unique_ptr<KvPool> kv_;
   std::unique_ptr<PrefixCache> prefix_;
