@@ -968,9 +968,8 @@ void packed_block32_tile(const GemmTask& g, int t0) {
       const __m512 d = load_f16_lanes(tile + tile_bytes - 32);
       for (int t = 0; t < NT; ++t) {
         const int8_t* a = tok.q[t] + b * QK;
-        __m512i s = _mm512_setzero_si512();
+        __m512i s = _mm512_set1_epi32(-zero * tok.sum32[t][b]);  // the zero point, up front
         for (int e = 0; e < 8; ++e) s = _mm512_dpbusd_epi32(s, w[e], bcast4(a + 4 * e));
-        s = _mm512_sub_epi32(s, _mm512_set1_epi32(zero * tok.sum32[t][b]));
         __m512& c = chains[t][b % 4];
         c = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(tok.d[t][b])), c);
       }

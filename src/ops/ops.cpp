@@ -8,10 +8,15 @@
 namespace muse {
 
 void rms_norm(const float* x, const float* weight, float* y, int n, float eps) {
-  double ss = 0;
-  for (int i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+  // In double, as llama.cpp sums it; four partial sums so the adds do not wait on each other.
+  double part[4] = {};
+  int i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int j = 0; j < 4; ++j) part[j] += double(x[i + j]) * x[i + j];
+  for (; i < n; ++i) part[0] += double(x[i]) * x[i];
+  const double ss = (part[0] + part[1]) + (part[2] + part[3]);
   const float scale = float(1.0 / std::sqrt(ss / n + eps));
-  for (int i = 0; i < n; ++i) y[i] = x[i] * scale * weight[i];
+  for (int k = 0; k < n; ++k) y[k] = x[k] * scale * weight[k];
 }
 
 Rope::Rope(int n_rot, double base, double freq_scale, RopeStyle style,
