@@ -93,6 +93,7 @@ class ChatApp {
 
   void set_system(std::string text) { system_ = std::move(text); }
   void set_thinking(bool on) { thinking_ = on; }
+  void set_thinking_budget(int tokens) { thinking_budget_ = tokens; }
 
   int run() {
     if (interactive_)
@@ -161,6 +162,7 @@ class ChatApp {
     history_.push_back(Json(Json::Object{{"role", Json("user")}, {"content", Json(message)}}));
     ChatRequest request;
     request.enable_thinking = thinking_;
+    request.thinking_budget = thinking_budget_;
     request.generation = generation_;
     if (!fit_history(request)) return;
 
@@ -303,6 +305,7 @@ class ChatApp {
   Terminal term_;
   std::string system_;
   bool thinking_ = true;
+  int thinking_budget_ = -1;  // compact thinking: at most this many thinking tokens per reply
   Json::Array history_;
   std::string last_reasoning_;
   Totals totals_;
@@ -313,7 +316,7 @@ class ChatApp {
 
 int cmd_chat(const Argv& argv) {
   std::set<std::string> known = generation_flags();
-  known.insert({"-m", "-s", "--system", "-t", "-c", "--think"});
+  known.insert({"-m", "-s", "--system", "-t", "-c", "--think", "--think-budget"});
   const Args a(argv, known, {"--no-color"});
   const auto model = Model::load(model_path(a));
   const auto tokenizer = Tokenizer::from_gguf(model->file());
@@ -332,6 +335,9 @@ int cmd_chat(const Argv& argv) {
   const std::string think = a.get("--think", "on");
   if (think != "on" && think != "off") fail("--think must be on or off");
   app.set_thinking(think == "on");
+  const long long budget = a.get_int("--think-budget", -1);
+  if (budget < -1 || budget > (1 << 24)) fail("--think-budget must be a number of tokens");
+  app.set_thinking_budget(int(budget));
   if (interactive)
     std::printf("muse chat: %s, context %d tokens, %s chat template\n", model->config().arch_name.c_str(),
                 params.n_ctx, chat_template->is_default() ? "default (ChatML)" : "the model's");

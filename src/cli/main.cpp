@@ -19,7 +19,7 @@ constexpr const char* kUsage =
     "  run    [-m FILE] (-p TEXT | -f FILE | --tokens 1,2,3) [generation options] [--json]\n"
     "                                             generate text (default model if no -m)\n"
     "         --chat [-s SYSTEM] [--think on|off] one chat turn through the model's template\n"
-    "  chat   [-m FILE] [-s SYSTEM] [--think on|off] [generation options]\n"
+    "  chat   [-m FILE] [-s SYSTEM] [--think on|off] [--think-budget N] [generation options]\n"
     "                                             talk to the model in the terminal\n"
     "  contemplate [-m FILE] (-p TEXT | -f FILE) [--agents N] [--budget T] [--stop-below C]\n"
     "         [--json FILE] [generation options]  N traces in parallel, live lanes, voted answer\n"
