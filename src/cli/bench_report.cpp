@@ -51,8 +51,8 @@ std::vector<Record> read_history(const std::string& path) {
     r.model = j.at("model").as_string();
     r.engine = j.find("engine") ? j.at("engine").as_string() : "muse";
     r.threads = int(number_or(j, "threads", 0));
-    r.pp = number_or(j, "pp_tps", 0);
-    r.tg = number_or(j, "tg_tps", 0);
+    r.pp = number_or(j, "pp_tps", NAN);  // a missing measurement is left out of medians
+    r.tg = number_or(j, "tg_tps", NAN);
     r.model_gb = number_or(j, "model_bytes", 0) / 1e9;
     r.bandwidth_gbs = number_or(j, "read_bandwidth_gbs", 0);
     out.push_back(std::move(r));
@@ -61,7 +61,8 @@ std::vector<Record> read_history(const std::string& path) {
 }
 
 double median(std::vector<double> v) {
-  if (v.empty()) return 0;
+  std::erase_if(v, [](double x) { return !std::isfinite(x) || x <= 0; });
+  if (v.empty()) return NAN;
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
@@ -83,13 +84,17 @@ void write_file(const std::string& path, const std::string& text) {
 int cmd_bench_report(const Argv& argv) {
   const Args a(argv, {"--history", "--svg-dir", "--threshold"}, {});
   const std::vector<Record> records = read_history(a.require("--history"));
+  if (records.empty()) fail(a.get("--history"), " holds no records");
   const double threshold = a.get_double("--threshold", 15) / 100;
   if (threshold <= 0 || threshold >= 1) fail("--threshold is a percentage between 0 and 100");
 
   std::vector<std::string> commits;  // in the order they were recorded
-  for (const Record& r : records)
+  std::string latest_muse;           // the commit a regression is judged at
+  for (const Record& r : records) {
     if (std::find(commits.begin(), commits.end(), r.commit) == commits.end())
       commits.push_back(r.commit);
+    if (r.engine == "muse") latest_muse = r.commit;
+  }
   std::map<std::pair<std::string, Key>, Point> points;
   {
     std::map<std::pair<std::string, Key>, std::vector<const Record*>> runs;
@@ -125,11 +130,11 @@ int cmd_bench_report(const Argv& argv) {
       const Point* p = at(c, key);
       if (!p) continue;
       auto change = [&](double now, double before) -> std::string {
-        if (!last || before <= 0) return "";
+        if (!last || !(before > 0) || !(now > 0)) return "";
         const double d = now / before - 1;
         char buf[48];
         std::snprintf(buf, sizeof buf, "%+.1f%%%s", 100 * d, d < -threshold ? " **slower**" : "");
-        if (d < -threshold && c == commits.back()) regressed = true;
+        if (d < -threshold && c == latest_muse) regressed = true;
         return buf;
       };
       std::printf("| %s | %d | %s | %.1f | %s | %.1f | %s |\n", std::get<1>(key).c_str(),

@@ -1,6 +1,7 @@
 // The `muse` binary as users and scripts call it: exact command forms, JSON shapes, and one
 // clear error line with a non-zero exit for bad input.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -174,6 +175,32 @@ TEST_F(Cli, ContemplateRunsAgentsOnASharedPromptAndWritesTheTrace) {
   EXPECT_EQ(j.at("generated_tokens").as_int(), generated);
   EXPECT_GE(shared, 2);  // the agents after the first read the prompt from the cache
   EXPECT_NE(muse("contemplate -m " + *model_ + " -p hi --agents 0").code, 0);
+}
+
+// The benchmark history: a drop beyond the threshold at the latest Muse commit fails the
+// check, a missing field does not, other engines' records never count, and the plots are drawn.
+TEST_F(Cli, BenchReportFlagsRegressionsAtTheLatestCommit) {
+  const std::string history = testing::temp_path("history.jsonl"), dir = testing::temp_path("bench-svg");
+  mkdir(dir.c_str(), 0755);
+  auto write = [&](const std::string& text) { std::ofstream(history) << text; };
+  const std::string base =
+      R"({"commit":"a1","engine":"muse","model":"m","threads":2,"pp_tps":100,"tg_tps":50,"model_bytes":4e8,"read_bandwidth_gbs":40})"
+      "\n"
+      R"({"commit":"a1","engine":"llama.cpp","model":"m","threads":2,"pp_tps":80,"tg_tps":40,"model_bytes":4e8})"
+      "\n";
+  write(base + R"({"commit":"b2","engine":"muse","model":"m","threads":2,"tg_tps":49})" "\n");
+  Result r = muse("bench-report --history " + history + " --svg-dir " + dir);
+  EXPECT_EQ(r.code, 0) << r.out << r.err;  // tg -2%, pp missing: no regression
+  EXPECT_NE(testing::read_file(dir + "/roofline.svg").find("<svg"), std::string::npos);
+  write(base + R"({"commit":"b2","engine":"muse","model":"m","threads":2,"pp_tps":100,"tg_tps":30})" "\n"
+               R"({"commit":"c3","engine":"llama.cpp","model":"m","threads":2,"pp_tps":80,"tg_tps":40})" "\n");
+  r = muse("bench-report --history " + history);
+  EXPECT_EQ(r.code, 1);  // tg -40% at b2, the latest Muse commit (c3 is llama.cpp's)
+  EXPECT_NE(r.out.find("slower"), std::string::npos) << r.out;
+  write("");
+  EXPECT_NE(muse("bench-report --history " + history).code, 0);
+  write("{not json\n");
+  EXPECT_NE(muse("bench-report --history " + history).code, 0);
 }
 
 TEST_F(Cli, BadInputGetsOneLineErrorAndNonZeroExit) {

@@ -59,6 +59,8 @@ int cmd_contemplate(const Argv& argv) {
   const auto chat_template = ChatTemplate::from_gguf(model->file());
   if (!a.has("-p") && !a.has("-f")) fail("give the problem as -p TEXT or -f FILE");
   GenerationRequest generation = generation_from_args(a, 512);
+  if (!generation.stop.empty() || generation.grammar)
+    fail("contemplate takes sampling options only (no --stop, --grammar or --json-schema)");
   ParallelThinkingParams params;
   params.traces = int(a.get_int("--agents", 4));
   params.max_tokens = int(a.get_int("--budget", generation.max_tokens));
@@ -94,7 +96,10 @@ int cmd_contemplate(const Argv& argv) {
   bool drawn = false;
   auto draw = [&](const std::vector<TraceResult>& traces) {
     if (!tty) return;
-    if (drawn) std::fprintf(stderr, "\x1b[%zuA", traces.size());  // back to the first lane
+    // One line per lane: wrapping off (a long lane would scroll the ones above), back to the
+    // first lane after the first drawing.
+    std::fputs("\x1b[?7l", stderr);
+    if (drawn) std::fprintf(stderr, "\x1b[%zuA", traces.size());
     for (size_t i = 0; i < traces.size(); ++i) {
       const TraceResult& t = traces[i];
       const RequestStats st = scheduler.stats(t.id);
@@ -105,6 +110,7 @@ int cmd_contemplate(const Argv& argv) {
       std::fprintf(stderr, "\x1b[2Kagent %zu | %5zu tok | conf %s | %-8s | %s\n", i + 1,
                    t.tokens.size(), conf, status, lane_tail(*tokenizer, t.tokens, 60).c_str());
     }
+    std::fputs("\x1b[?7h", stderr);
     drawn = true;
   };
   const ParallelThinkingResult r = think_in_parallel(scheduler, *tokenizer, prompt, params, draw);

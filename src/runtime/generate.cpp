@@ -117,12 +117,18 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
     guesses.clear();
   };
   const ThinkingBudget& think = request.thinking;
+  if (think.close_token >= n_vocab || think.open_token >= n_vocab)
+    fail("thinking budget: token ", std::max(think.close_token, think.open_token), " is outside the vocabulary");
   bool thinking = think.close_token >= 0 && think.starts_inside;
+  auto budget_spent = [&] { return thinking && think.max_tokens >= 0 && result.thinking_tokens >= think.max_tokens; };
   std::vector<int32_t> forced;  // tokens inserted after `next` (the budget's cue and close)
   for (int i = 0; i < request.max_tokens; ++i) {
     float* row_logits = logits_.data() + row * size_t(stride);
     if (thinking && result.thinking_tokens < think.min_tokens) row_logits[think.close_token] = -INFINITY;
-    const int32_t next = sampler.sample(row_logits, n_vocab);
+    // A budget spent before anything was sampled (a budget of 0): the close comes first.
+    const bool close_now = budget_spent();
+    const int32_t next = close_now ? think.close_token : sampler.sample(row_logits, n_vocab);
+    if (close_now) result.thinking_cut = true;
     sampler.accept(next);
     result.tokens.push_back(next);
     forced.clear();
@@ -131,11 +137,10 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
         thinking = false;
       } else if (thinking) {
         ++result.thinking_tokens;
-        if (think.max_tokens >= 0 && result.thinking_tokens >= think.max_tokens) {
+        if (budget_spent()) {
           forced = think.cue;
           forced.push_back(think.close_token);
           thinking = false;
-          result.thinking_cut = true;
         }
       } else if (next == think.open_token) {
         thinking = true;
@@ -158,6 +163,7 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
       sampler.accept(t);
       result.tokens.push_back(t);
       step = stops.feed(decoder.push(t));
+      if (t == think.close_token) result.thinking_cut = true;  // the close is in: the budget did it
       if (!emit(t, step.text)) {
         result.finish = FinishReason::kCancelled;
         ended = true;

@@ -177,3 +177,26 @@ TEST_F(GenerateTest, BudgetForcingHoldsTheCloseBackUntilTheMinimum) {
 
 }  // namespace
 }  // namespace muse
+
+namespace muse {
+namespace {
+
+TEST_F(GenerateTest, AZeroThinkingBudgetClosesTheBlockAtOnce) {
+  const int32_t close = 7;
+  GenerationRequest r = request("Let me think about the weather", 4);
+  r.thinking.close_token = close;
+  r.thinking.starts_inside = true;
+  r.thinking.max_tokens = 0;
+  Session session(*model_, pool_, {.n_ctx = 256});
+  Generator gen(session, *tokenizer_);
+  const GenerationResult got = gen.generate(r);
+  ASSERT_FALSE(got.tokens.empty());
+  EXPECT_EQ(got.tokens[0], close);
+  EXPECT_EQ(got.thinking_tokens, 0);
+  EXPECT_TRUE(got.thinking_cut);
+  r.thinking.close_token = 100000;  // outside the vocabulary: refused, not written out of bounds
+  EXPECT_THROW(gen.generate(r), Error);
+}
+
+}  // namespace
+}  // namespace muse

@@ -47,9 +47,15 @@ float token_confidence(const float* logits, int n_vocab, int k) {
     top.insert(std::upper_bound(top.begin(), top.end(), logits[i], std::greater<float>()), logits[i]);
     if (int(top.size()) > k) top.pop_back();
   }
-  double mean_logp = 0;
-  for (float x : top) mean_logp += (double(x) - log_z) / double(k);
-  return float(-mean_logp);
+  // Banned tokens (-inf) are not candidates: the mean is over the finite ones.
+  double sum_logp = 0;
+  int finite = 0;
+  for (float x : top)
+    if (std::isfinite(x)) {
+      sum_logp += double(x) - log_z;
+      ++finite;
+    }
+  return finite ? float(-sum_logp / finite) : 0.0f;
 }
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, ThreadPool& pool,

@@ -58,15 +58,20 @@ struct Axis {
   std::vector<double> ticks() const {
     std::vector<double> t;
     if (log) {
-      for (double p = std::pow(10, std::floor(std::log10(lo))); p <= hi * 1.0001; p *= 10)
+      double p = std::pow(10, std::floor(std::log10(lo)));
+      for (int decade = 0; decade < 64 && p <= hi * 1.0001; ++decade, p *= 10)
         for (double m : {1.0, 2.0, 5.0})
           if (p * m >= lo * 0.9999 && p * m <= hi * 1.0001) t.push_back(p * m);
       return t;
     }
     const double raw = (hi - lo) / 6, mag = std::pow(10, std::floor(std::log10(raw)));
     const double step = raw / mag < 2 ? 2 * mag : raw / mag < 5 ? 5 * mag : 10 * mag;
-    for (double v = std::ceil(lo / step) * step; v <= hi + step * 1e-9; v += step)
+    // Ticks by index (a step below the values' precision would never advance a running sum).
+    const double first = std::ceil(lo / step);
+    for (int k = 0; k < 32 && (first + k) * step <= hi + step * 1e-9; ++k) {
+      const double v = (first + k) * step;
       t.push_back(std::fabs(v) < step * 1e-9 ? 0 : v);
+    }
     return t;
   }
 };
@@ -77,7 +82,10 @@ Axis fit_axis(std::vector<double> values, bool log) {
   Axis a;
   a.log = log;
   values.erase(std::remove_if(values.begin(), values.end(),
-                              [&](double v) { return !std::isfinite(v) || (log && v <= 0); }),
+                              // (beyond 1e300 the padded range would overflow)
+                              [&](double v) {
+                                return !std::isfinite(v) || std::fabs(v) > 1e300 || (log && v <= 0);
+                              }),
                values.end());
   if (values.empty()) {
     a.lo = log ? 1 : 0;
