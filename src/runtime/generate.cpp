@@ -107,7 +107,7 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
   // equals it, its keys and values are already in place and row + 1 is next, with no pass.
   std::vector<int32_t> guesses, batch;
   size_t row = 0;
-  int pass_start = 0;  // cache length before the last pass
+  int pass_start = 0;  // guess k of the last pass sits at position pass_start + 1 + k
   int guess_budget = std::min(max_guesses_, 2);
   auto drop_rejected = [&] {
     if (row >= guesses.size()) return;
@@ -206,7 +206,7 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
     guesses = drafter_ && budget > 0 ? drafter_->propose(cached_, budget) : std::vector<int32_t>();
     if (int(guesses.size()) > budget) guesses.resize(size_t(std::max(0, budget)));
     batch.insert(batch.end(), guesses.begin(), guesses.end());
-    pass_start = session_.n_past() + int(forced.size());  // where the guesses' rows begin, less one
+    pass_start = session_.n_past() + int(forced.size());
     const size_t first_row = batch.size() - guesses.size() - 1;
     if (logits_.size() < batch.size() * size_t(stride)) logits_.resize(batch.size() * size_t(stride));
     session_.forward(batch.data(), int(batch.size()), logits_.data(), /*all_logits=*/true);

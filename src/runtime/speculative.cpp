@@ -26,21 +26,13 @@ std::vector<int32_t> PromptLookupDrafter::propose(const std::vector<int32_t>& hi
   return {};
 }
 
-namespace {
-SessionParams draft_params(int n_ctx) {
-  SessionParams p;
-  p.n_ctx = n_ctx;
-  return p;
-}
-}  // namespace
-
 DraftModelDrafter::DraftModelDrafter(const Model& draft, const Model& target, ThreadPool& pool,
                                      int n_ctx)
-    : n_vocab_(draft.config().n_vocab), session_(draft, pool, draft_params(n_ctx)) {
+    : session_(draft, pool, SessionParams{.n_ctx = n_ctx}) {
   if (draft.config().n_vocab != target.config().n_vocab)
     fail("the draft model's vocabulary (", draft.config().n_vocab,
          " tokens) differs from the target's (", target.config().n_vocab, ")");
-  logits_.resize(size_t(n_vocab_));
+  logits_.resize(size_t(session_.n_vocab()));
 }
 
 std::vector<int32_t> DraftModelDrafter::propose(const std::vector<int32_t>& history,

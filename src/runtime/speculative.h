@@ -46,7 +46,6 @@ class DraftModelDrafter : public Drafter {
   std::vector<int32_t> propose(const std::vector<int32_t>& history, int max_tokens) override;
 
  private:
-  int n_vocab_;
   Session session_;
   std::vector<int32_t> cached_;  // the tokens the draft session holds
   std::vector<float> logits_;
