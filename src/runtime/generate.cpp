@@ -37,6 +37,58 @@ double GenerationResult::decode_rate() const {
   return decode_seconds > 0 && tokens.size() > 1 ? double(tokens.size() - 1) / decode_seconds : 0;
 }
 
+void ThinkingBudget::validate(int n_vocab) const {
+  for (int32_t t : {open_token, close_token})
+    if (t >= n_vocab) fail("thinking budget: token ", t, " is outside the vocabulary");
+  for (int32_t t : cue)
+    if (t < 0 || t >= n_vocab) fail("thinking budget: cue token ", t, " is outside the vocabulary");
+}
+
+ThinkingState::ThinkingState(const ThinkingBudget& budget)
+    : budget_(budget), inside_(budget.close_token >= 0 && budget.starts_inside) {}
+
+void ThinkingState::mask(float* logits) const {
+  if (inside_ && tokens_ < budget_.min_tokens) logits[budget_.close_token] = -INFINITY;
+}
+
+bool ThinkingState::must_close() const {
+  return inside_ && budget_.max_tokens >= 0 && tokens_ >= budget_.max_tokens;
+}
+
+std::vector<int32_t> ThinkingState::accept(int32_t token) {
+  if (budget_.close_token < 0) return {};
+  if (inside_ && token == budget_.close_token) {
+    cut_ |= must_close();
+    inside_ = false;
+  } else if (inside_) {
+    ++tokens_;
+    if (must_close()) return close_now(budget_.cue);
+  } else if (token == budget_.open_token) {
+    inside_ = true;
+  }
+  return {};
+}
+
+void ThinkingState::accept_inserted(int32_t token) {
+  if (token == budget_.close_token) cut_ = true;  // the close is in: the budget did it
+}
+
+std::vector<int32_t> ThinkingState::close_now(const std::vector<int32_t>& cue) {
+  if (!inside_) return {};
+  inside_ = false;
+  std::vector<int32_t> inserted = cue;
+  inserted.push_back(budget_.close_token);
+  return inserted;
+}
+
+std::shared_ptr<const GrammarVocab> make_grammar_vocab(const Tokenizer& tokenizer) {
+  std::vector<std::string> pieces;
+  pieces.reserve(size_t(tokenizer.n_vocab()));
+  // Control tokens have no text a grammar could match.
+  for (int32_t id = 0; id < tokenizer.n_vocab(); ++id) pieces.emplace_back(tokenizer.piece(id, false));
+  return std::make_shared<GrammarVocab>(std::move(pieces), tokenizer.eog_ids());
+}
+
 Generator::Generator(Session& session, const Tokenizer& tokenizer)
     : session_(session), tokenizer_(tokenizer) {
   session_.reset();
@@ -84,13 +136,7 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
 
   Sampler sampler(request.sampling);
   if (request.grammar) {
-    if (!grammar_vocab_) {
-      std::vector<std::string> pieces;
-      pieces.reserve(size_t(n_vocab));
-      // Control tokens have no text a grammar could match.
-      for (int32_t id = 0; id < n_vocab; ++id) pieces.emplace_back(tokenizer_.piece(id, false));
-      grammar_vocab_ = std::make_shared<GrammarVocab>(std::move(pieces), tokenizer_.eog_ids());
-    }
+    if (!grammar_vocab_) grammar_vocab_ = make_grammar_vocab(tokenizer_);
     sampler.set_grammar(request.grammar, grammar_vocab_);
   }
   for (int32_t id : prompt) sampler.accept(id, /*apply_grammar=*/false);  // penalties see it
@@ -116,36 +162,17 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
     cached_.resize(size_t(valid));
     guesses.clear();
   };
-  const ThinkingBudget& think = request.thinking;
-  if (think.close_token >= n_vocab || think.open_token >= n_vocab)
-    fail("thinking budget: token ", std::max(think.close_token, think.open_token), " is outside the vocabulary");
-  bool thinking = think.close_token >= 0 && think.starts_inside;
-  auto budget_spent = [&] { return thinking && think.max_tokens >= 0 && result.thinking_tokens >= think.max_tokens; };
+  request.thinking.validate(n_vocab);
+  ThinkingState thinking(request.thinking);
   std::vector<int32_t> forced;  // tokens inserted after `next` (the budget's cue and close)
   for (int i = 0; i < request.max_tokens; ++i) {
     float* row_logits = logits_.data() + row * size_t(stride);
-    if (thinking && result.thinking_tokens < think.min_tokens) row_logits[think.close_token] = -INFINITY;
+    thinking.mask(row_logits);
     // A budget spent before anything was sampled (a budget of 0): the close comes first.
-    const bool close_now = budget_spent();
-    const int32_t next = close_now ? think.close_token : sampler.sample(row_logits, n_vocab);
-    if (close_now) result.thinking_cut = true;
+    const int32_t next = thinking.must_close() ? thinking.close_token() : sampler.sample(row_logits, n_vocab);
     sampler.accept(next);
     result.tokens.push_back(next);
-    forced.clear();
-    if (think.close_token >= 0) {
-      if (thinking && next == think.close_token) {
-        thinking = false;
-      } else if (thinking) {
-        ++result.thinking_tokens;
-        if (budget_spent()) {
-          forced = think.cue;
-          forced.push_back(think.close_token);
-          thinking = false;
-        }
-      } else if (next == think.open_token) {
-        thinking = true;
-      }
-    }
+    forced = thinking.accept(next);
     if (tokenizer_.is_eog(next)) {
       result.finish = FinishReason::kEndOfGeneration;
       break;
@@ -163,7 +190,7 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
       sampler.accept(t);
       result.tokens.push_back(t);
       step = stops.feed(decoder.push(t));
-      if (t == think.close_token) result.thinking_cut = true;  // the close is in: the budget did it
+      thinking.accept_inserted(t);
       if (!emit(t, step.text)) {
         result.finish = FinishReason::kCancelled;
         ended = true;
@@ -217,6 +244,8 @@ GenerationResult Generator::generate(const GenerationRequest& request, const Tok
     row = 0;
   }
   drop_rejected();  // the cache keeps only what was emitted
+  result.thinking_tokens = thinking.tokens();
+  result.thinking_cut = thinking.cut();
   if (result.finish != FinishReason::kStopString && result.finish != FinishReason::kCancelled) {
     const StopMatcher::Result tail = stops.feed(decoder.flush());
     std::string rest = tail.text;

@@ -32,7 +32,40 @@ struct ThinkingBudget {
   int max_tokens = -1;       // thinking tokens before the cue and close are inserted; -1: no limit
   int min_tokens = 0;
   std::vector<int32_t> cue;
+  void validate(int n_vocab) const;  // throws for tokens outside the vocabulary
 };
+
+// Where one generation stands against its ThinkingBudget, token by token (the Generator and the
+// Scheduler both follow it).
+class ThinkingState {
+ public:
+  explicit ThinkingState(const ThinkingBudget& budget = {});
+  // Before sampling: below the minimum, the close token is banned.
+  void mask(float* logits) const;
+  // The budget is already spent (a budget of 0): the close comes next, unsampled.
+  bool must_close() const;
+  // After `token` joined the output; returns the tokens to insert after it (the cue and the
+  // close) when it spent the budget.
+  std::vector<int32_t> accept(int32_t token);
+  // After an inserted token joined the output.
+  void accept_inserted(int32_t token);
+  // Ends thinking now (an early exit): the tokens to insert (the close, after `cue`); none when
+  // not thinking.
+  std::vector<int32_t> close_now(const std::vector<int32_t>& cue);
+
+  bool inside() const { return inside_; }
+  int tokens() const { return tokens_; }  // generated inside the block (its close excluded)
+  bool cut() const { return cut_; }       // the close was inserted by the budget
+  int32_t close_token() const { return budget_.close_token; }
+
+ private:
+  ThinkingBudget budget_;
+  bool inside_ = false, cut_ = false;
+  int tokens_ = 0;
+};
+
+// The byte string of every token, for grammars (built once per tokenizer and shared).
+std::shared_ptr<const GrammarVocab> make_grammar_vocab(const Tokenizer& tokenizer);
 
 struct GenerationRequest {
   std::vector<int32_t> prompt;

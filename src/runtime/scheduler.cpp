@@ -28,6 +28,8 @@ struct Scheduler::Active {
   std::vector<int32_t> tokens;  // the whole sequence: prompt (a fork's includes its parent's), then generated
   KvSequence seq;               // holds the keys and values of tokens[0, seq.length())
   std::unique_ptr<Sampler> sampler;
+  ThinkingState thinking;
+  bool retired = false;  // finished: leaves the running list after this step
   Clock::time_point submitted, admitted, first_token;
   bool was_admitted = false;
   int pending() const { return int(tokens.size()) - seq.length(); }
@@ -75,6 +77,7 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, ThreadPool&
 Scheduler::~Scheduler() {
   stop();
   for (auto& a : running_) a->seq.release(*kv_);
+  for (auto& a : held_) a->seq.release(*kv_);
   prefix_.reset();  // releases the cached blocks before the pool goes
 }
 
@@ -83,6 +86,7 @@ RequestId Scheduler::submit(Request request, TokenCallbackFn on_token) {
   if (request.max_tokens < 0) fail("max_tokens must not be negative");
   for (int32_t t : request.prompt)
     if (t < 0 || t >= model_.config().n_vocab) fail("token id ", t, " is outside the vocabulary");
+  request.thinking.validate(model_.config().n_vocab);
   std::lock_guard<std::mutex> lock(mu_);
   auto a = std::make_unique<Active>();
   a->request = std::move(request);
@@ -91,31 +95,42 @@ RequestId Scheduler::submit(Request request, TokenCallbackFn on_token) {
   // Everything that can fail is checked before a fork takes references on its parent's blocks.
   Active* parent = nullptr;
   if (a->request.fork_of >= 0) {
-    auto it = std::find_if(running_.begin(), running_.end(),
-                           [&](const auto& r) { return r->id == a->request.fork_of; });
-    if (it == running_.end()) fail("fork_of: request ", a->request.fork_of, " is not running");
-    parent = it->get();
-    // A parent still reading its prompt has no complete state to continue from.
-    if (parent->pending() > 1 || parent->seq.length() == 0)
-      fail("fork_of: request ", a->request.fork_of, " has not finished reading its prompt");
-    a->tokens.assign(parent->tokens.begin(), parent->tokens.begin() + parent->seq.length());
+    auto named = [&](const auto& r) { return r->id == a->request.fork_of; };
+    auto it = std::find_if(running_.begin(), running_.end(), named);
+    if (it != running_.end()) {
+      parent = it->get();
+      // A parent still reading its prompt has no complete state to continue from.
+      if (parent->pending() > 1 || parent->seq.length() == 0)
+        fail("fork_of: request ", a->request.fork_of, " has not finished reading its prompt");
+      a->tokens.assign(parent->tokens.begin(), parent->tokens.begin() + parent->seq.length());
+    } else {
+      it = std::find_if(held_.begin(), held_.end(), named);
+      if (it == held_.end()) fail("fork_of: request ", a->request.fork_of, " is neither running nor held");
+      parent = it->get();
+      a->tokens = parent->tokens;  // all of it: the tokens its sequence has not stored run again
+    }
   } else if (a->request.prompt.empty()) {
     fail("the prompt is empty");
   }
   a->tokens.insert(a->tokens.end(), a->request.prompt.begin(), a->request.prompt.end());
   if (int(a->tokens.size()) >= config_.max_context)
     fail("the prompt (", a->tokens.size(), " tokens) does not fit the context of ", config_.max_context);
-  if (parent) {
+  if (a->request.grammar && !grammar_vocab_) grammar_vocab_ = make_grammar_vocab(tokenizer_);
+  if (parent && parent->seq.length() > 0) {
     // The fork shares the parent's blocks as they are now; with no text of its own it reruns
     // the parent's last token for the logits of its first.
     a->seq = parent->seq.fork(*kv_);
-    if (a->request.prompt.empty()) a->seq.truncate(*kv_, a->seq.length() - 1);
+    if (a->seq.length() >= int(a->tokens.size())) a->seq.truncate(*kv_, int(a->tokens.size()) - 1);
+  } else {
+    a->request.fork_of = -1;  // (a held parent whose sequence went to the prefix cache)
   }
   a->id = next_id_++;
   RequestStats& st = stats_[a->id];
   st.prompt_tokens = int(a->tokens.size());
   st.cached_tokens = a->seq.length();
   a->sampler = std::make_unique<Sampler>(a->request.sampling);
+  if (a->request.grammar) a->sampler->set_grammar(a->request.grammar, grammar_vocab_);
+  a->thinking = ThinkingState(a->request.thinking);
   for (int32_t t : a->tokens) a->sampler->accept(t, false);
   const RequestId id = a->id;
   waiting_.push_back(std::move(a));
@@ -135,6 +150,42 @@ void Scheduler::forget(RequestId id) {
   if (it == stats_.end()) fail("no request ", id);
   if (!it->second.finished) fail("request ", id, " has not finished");
   stats_.erase(it);
+  std::erase_if(held_, [&](auto& h) {
+    if (h->id != id) return false;
+    h->seq.release(*kv_);
+    return true;
+  });
+}
+
+void Scheduler::release(RequestId id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = held_.begin(); it != held_.end(); ++it)
+    if ((*it)->id == id) {
+      (*it)->seq.release(*kv_);
+      held_.erase(it);
+      return;
+    }
+}
+
+bool Scheduler::release_oldest_held() {
+  for (auto it = held_.begin(); it != held_.end(); ++it)
+    if (!(*it)->seq.blocks().empty()) {
+      (*it)->seq.release(*kv_);  // finish() put its blocks in the prefix cache
+      return true;
+    }
+  return false;
+}
+
+template <typename List>
+void Scheduler::retire_finished(List& list) {
+  for (auto it = list.begin(); it != list.end();) {
+    if (!(*it)->retired) {
+      ++it;
+      continue;
+    }
+    if ((*it)->request.hold) held_.push_back(std::move(*it));
+    it = list.erase(it);
+  }
 }
 
 void Scheduler::start() {
@@ -221,7 +272,7 @@ bool Scheduler::reserve(Active& a, int n) {
   for (;;) {
     if (a.seq.reserve(*kv_, n)) return true;
     const int need = (n + kv_->block_tokens() - 1) / kv_->block_tokens() + 1;
-    if (prefix_->evict(need) > 0) continue;
+    if (prefix_->evict(need) > 0 || release_oldest_held()) continue;
     if (running_.size() <= 1 || running_.back().get() == &a) return false;
     preempt_newest(&a);
   }
@@ -250,8 +301,11 @@ void Scheduler::finish(Active& a, FinishReason why) {
   st.finished = true;
   st.finish = why;
   if (st.generated > 0) st.decode_seconds = seconds_between(a.first_token, Clock::now());
+  st.thinking_tokens = a.thinking.tokens();
+  st.thinking_cut = a.thinking.cut();
   prefix_->insert(std::vector<int32_t>(a.tokens.begin(), a.tokens.begin() + a.seq.length()), a.seq.blocks());
-  a.seq.release(*kv_);
+  if (!a.request.hold) a.seq.release(*kv_);
+  a.retired = true;
 }
 
 bool Scheduler::step() {
@@ -260,8 +314,9 @@ bool Scheduler::step() {
   {
     // The whole step holds the lock (submit() waits at most one pass); callbacks run after it.
     std::lock_guard<std::mutex> lock(mu_);
-    auto emit = [&](Active& a, int32_t token, bool last, FinishReason why, float confidence = 0) {
-      if (a.on_token) events.push_back({a.on_token, {a.id, token, last, why, confidence}});
+    auto emit = [&](Active& a, int32_t token, bool last, FinishReason why, float confidence = 0,
+                    bool inserted = false) {
+      if (a.on_token) events.push_back({a.on_token, {a.id, token, last, why, confidence, inserted}});
     };
     worked = advance(emit);
   }
@@ -275,13 +330,12 @@ bool Scheduler::advance(const Emit& emit) {
     // Cancellations.
     for (RequestId id : cancelled_) {
       auto drop = [&](auto& list) {
-        for (auto it = list.begin(); it != list.end(); ++it)
-          if ((*it)->id == id) {
-            finish(**it, FinishReason::kCancelled);
-            emit(**it, -1, true, FinishReason::kCancelled);
-            list.erase(it);
-            return;
+        for (auto& a : list)
+          if (a->id == id && !a->retired) {
+            finish(*a, FinishReason::kCancelled);
+            emit(*a, -1, true, FinishReason::kCancelled);
           }
+        retire_finished(list);
       };
       drop(running_);
       drop(waiting_);
@@ -328,7 +382,6 @@ bool Scheduler::advance(const Emit& emit) {
             // Alone and still out of room: the budget cannot hold this request at all.
             finish(*a, FinishReason::kContextFull);
             emit(*a, -1, true, FinishReason::kContextFull);
-            a->tokens.clear();  // marks it for removal below
             finished_any = true;
           } else {
             preempt_newest(nullptr);  // the newest is this request: it waits for the others
@@ -341,10 +394,10 @@ bool Scheduler::advance(const Emit& emit) {
     }
     // Preemption may have moved requests that already had a slot back to the queue.
     std::erase_if(slots, [&](const Slot& s) {
-      return s.a->tokens.empty() ||
+      return s.a->retired ||
              std::none_of(running_.begin(), running_.end(), [&](const auto& r) { return r.get() == s.a; });
     });
-    std::erase_if(running_, [](const auto& r) { return r->tokens.empty(); });
+    retire_finished(running_);
     if (slots.empty()) return finished_any;
 
     std::vector<BatchToken> batch;
@@ -366,7 +419,7 @@ bool Scheduler::advance(const Emit& emit) {
     // in parallel), then retire finished requests in order.
     struct Draw {
       Active* a;
-      const float* logits;
+      float* logits;
       int32_t token = -1;
       float confidence = 0;
       bool failed = false;
@@ -382,7 +435,7 @@ bool Scheduler::advance(const Emit& emit) {
         prefix_->insert(std::vector<int32_t>(a.tokens.begin(), a.tokens.begin() + a.seq.length()), a.seq.blocks());
       }
       if (a.pending() > 0) continue;  // still reading its prompt
-      const float* l = logits_.data() + size_t(row++) * V;
+      float* l = logits_.data() + size_t(row++) * V;
       RequestStats& st = stats_[a.id];
       if (st.generated == 0) {
         a.first_token = now;
@@ -391,7 +444,6 @@ bool Scheduler::advance(const Emit& emit) {
       if (a.request.max_tokens == 0) {
         finish(a, FinishReason::kLength);
         emit(a, -1, true, FinishReason::kLength);
-        a.tokens.clear();
         continue;
       }
       draws.push_back({&a, l});
@@ -399,7 +451,9 @@ bool Scheduler::advance(const Emit& emit) {
     pool_.parallel_for(int64_t(draws.size()), [&](int64_t i, int) {
       Draw& d = draws[size_t(i)];
       try {
-        d.token = d.a->sampler->sample(d.logits, V);
+        ThinkingState& thinking = d.a->thinking;
+        thinking.mask(d.logits);
+        d.token = thinking.must_close() ? thinking.close_token() : d.a->sampler->sample(d.logits, V);
         d.a->sampler->accept(d.token);
         if (d.a->request.confidence_top_k > 0) d.confidence = token_confidence(d.logits, V, d.a->request.confidence_top_k);
       } catch (...) {  // (submit() validated the settings; this ends only this request)
@@ -411,30 +465,40 @@ bool Scheduler::advance(const Emit& emit) {
       if (d.failed) {
         finish(a, FinishReason::kCancelled);
         emit(a, -1, true, FinishReason::kCancelled);
-        a.tokens.clear();
         continue;
       }
       RequestStats& st = stats_[a.id];
-      a.tokens.push_back(d.token);
-      ++st.generated;
-      FinishReason why = FinishReason::kLength;
-      bool last = false;
-      if (a.request.stop_at_eog && tokenizer_.is_eog(d.token)) {
-        why = FinishReason::kEndOfGeneration;
-        last = true;
-      } else if (st.generated >= a.request.max_tokens) {
-        last = true;
-      } else if (int(a.tokens.size()) >= config_.max_context) {
-        why = FinishReason::kContextFull;
-        last = true;
-      }
-      emit(a, d.token, last, why, d.confidence);
-      if (last) {
-        finish(a, why);
-        a.tokens.clear();
+      // The sampled token, then whatever the thinking budget inserts after it (those run with
+      // the next step, as a short prompt chunk, and count against the token limit).
+      std::vector<int32_t> out{d.token};
+      for (int32_t t : a.thinking.accept(d.token)) out.push_back(t);
+      for (size_t k = 0; k < out.size(); ++k) {
+        const int32_t t = out[k];
+        if (k > 0) {
+          a.sampler->accept(t);
+          a.thinking.accept_inserted(t);
+        }
+        a.tokens.push_back(t);
+        ++st.generated;
+        FinishReason why = FinishReason::kLength;
+        bool last = false;
+        if (a.request.stop_at_eog && tokenizer_.is_eog(t)) {
+          why = FinishReason::kEndOfGeneration;
+          last = true;
+        } else if (st.generated >= a.request.max_tokens) {
+          last = true;
+        } else if (int(a.tokens.size()) >= config_.max_context) {
+          why = FinishReason::kContextFull;
+          last = true;
+        }
+        emit(a, t, last, why, k == 0 ? d.confidence : 0.0f, k > 0);
+        if (last) {
+          finish(a, why);
+          break;
+        }
       }
     }
-    std::erase_if(running_, [](const auto& r) { return r->tokens.empty(); });
+    retire_finished(running_);
   }
   return true;
 }

@@ -52,7 +52,15 @@ struct Request {
   int max_tokens = 256;
   SamplingParams sampling;
   bool stop_at_eog = true;
-  RequestId fork_of = -1;  // a running request whose sequence (so far) this one continues
+  // A request whose sequence this one continues: a running one (its tokens so far) or a held
+  // one (all of its tokens).
+  RequestId fork_of = -1;
+  // Keep the sequence when the request ends, for forks, until release() or forget(): an agent
+  // that waits for its sub-agents parks this way. Under memory pressure a held sequence goes
+  // to the prefix cache instead (its forks then take what is still cached, and recompute the rest).
+  bool hold = false;
+  std::shared_ptr<const Grammar> grammar;  // constrained decoding
+  ThinkingBudget thinking;                 // compact thinking (see ThinkingBudget)
   // With k > 0, every token event carries the model's confidence at that step (see
   // token_confidence), for callers that stop or weigh low-confidence generations.
   int confidence_top_k = 0;
@@ -67,6 +75,8 @@ struct RequestStats {
   int cached_tokens = 0;  // prompt tokens whose KV came from the prefix cache or a fork
   int generated = 0;
   int preemptions = 0;
+  int thinking_tokens = 0;    // generated inside the thinking block
+  bool thinking_cut = false;  // the thinking budget closed the block
   double queued_seconds = 0, prefill_seconds = 0, decode_seconds = 0;
   bool finished = false;
   FinishReason finish = FinishReason::kLength;
@@ -81,6 +91,7 @@ struct TokenEvent {
   bool done = false;
   FinishReason finish = FinishReason::kLength;
   float confidence = 0;  // with Request::confidence_top_k > 0
+  bool inserted = false;  // not sampled: inserted by the thinking budget (its cue and close)
 };
 using TokenCallbackFn = std::function<void(const TokenEvent&)>;
 
@@ -104,8 +115,11 @@ class Scheduler {
   // callback (it runs on the loop's own thread).
   void stop();
   // Drops a finished request's statistics (a server calls it once it has reported them), so
-  // a long-running scheduler's memory does not grow with every request it ever served.
+  // a long-running scheduler's memory does not grow with every request it ever served; a held
+  // sequence is released too.
   void forget(RequestId id);
+  // Releases a held request's sequence (its blocks stay in the prefix cache).
+  void release(RequestId id);
 
   // KV bytes in use now (blocks referenced by requests or the prefix cache, each counted once).
   size_t kv_bytes() const;
@@ -127,6 +141,10 @@ class Scheduler {
   bool reserve(Active& a, int n);
   void preempt_newest(const Active* keep);
   void finish(Active& a, FinishReason why);
+  // Takes finished requests out of `list`, keeping the held ones' sequences.
+  template <typename List>
+  void retire_finished(List& list);
+  bool release_oldest_held();
 
   const Model& model_;
   const Tokenizer& tokenizer_;
@@ -139,6 +157,8 @@ class Scheduler {
   RequestId next_id_ = 0;
   std::deque<std::unique_ptr<Active>> waiting_;
   std::vector<std::unique_ptr<Active>> running_;
+  std::vector<std::unique_ptr<Active>> held_;  // finished, sequences kept (Request::hold)
+  std::shared_ptr<const GrammarVocab> grammar_vocab_;  // built on the first grammar
   std::map<RequestId, RequestStats> stats_;
   std::vector<RequestId> cancelled_;
   std::vector<float> logits_;

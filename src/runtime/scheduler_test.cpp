@@ -5,12 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "model/session.h"
+#include "runtime/grammar.h"
 #include "testing/test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -316,6 +319,123 @@ TEST_F(SchedulerTest, BackgroundLoopServesRequestsFromOtherThreads) {
   bad.sampling.logit_bias[model_->config().n_vocab] = 1;  // refused up front, not mid-step
   EXPECT_THROW(s.submit(bad), Error);
   EXPECT_THROW(s.forget(late_id), Error);
+}
+
+}  // namespace
+}  // namespace muse
+
+namespace muse {
+namespace {
+
+// A held request keeps its sequence after it ends: a fork continues all of it (the last token
+// included) without recomputing, and release() or forget() gives the blocks back.
+TEST_F(SchedulerTest, HeldRequestIsForkedAfterItEnds) {
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  Collected got;
+  const auto p = prompt(30, 5);
+  Request parent_request = request(p, 6);
+  parent_request.hold = true;
+  const RequestId parent = s.submit(parent_request, collect(got));
+  s.run_until_idle();
+  ASSERT_TRUE(s.stats(parent).finished);
+  Request f = request({21, 22}, 5);
+  f.fork_of = parent;
+  const RequestId child = s.submit(f, collect(got));
+  EXPECT_EQ(s.stats(child).cached_tokens, 30 + 5);  // all but the parent's last token
+  s.run_until_idle();
+  std::vector<int32_t> whole = p;
+  whole.insert(whole.end(), got.tokens[parent].begin(), got.tokens[parent].end());
+  whole.insert(whole.end(), {21, 22});
+  EXPECT_EQ(got.tokens[child], alone(whole, 5));
+  const size_t held = s.kv_bytes();
+  s.release(parent);
+  s.forget(child);
+  EXPECT_LE(s.kv_bytes(), held);  // (the blocks stay cached, unreferenced, until evicted)
+  Request orphan = request({1});
+  orphan.fork_of = parent;  // released: no longer a parent
+  EXPECT_THROW(s.submit(orphan), Error);
+}
+
+// Under memory pressure a held sequence goes to the prefix cache; its fork still continues
+// the right tokens (recomputing what was evicted).
+TEST_F(SchedulerTest, HeldSequenceGivesWayUnderPressure) {
+  Scheduler s(*model_, *tokenizer_, pool_, config(/*budget_blocks=*/12));
+  Collected got;
+  const auto p = prompt(40, 9);
+  Request held_request = request(p, 4);
+  held_request.hold = true;
+  const RequestId parent = s.submit(held_request, collect(got));
+  s.run_until_idle();
+  // Another request needs most of the budget.
+  const auto other = prompt(60, 2);
+  const RequestId big = s.submit(request(other, 4), collect(got));
+  s.run_until_idle();
+  EXPECT_EQ(got.tokens[big], alone(other, 4));
+  Request f = request({31}, 4);
+  f.fork_of = parent;
+  const RequestId child = s.submit(f, collect(got));
+  s.run_until_idle();
+  EXPECT_LT(s.stats(child).cached_tokens, 40);  // the held blocks were given up
+  std::vector<int32_t> whole = p;
+  whole.insert(whole.end(), got.tokens[parent].begin(), got.tokens[parent].end());
+  whole.push_back(31);
+  EXPECT_EQ(got.tokens[child], alone(whole, 4));
+}
+
+// The thinking budget in the batch gives exactly what the Generator gives alone: the same
+// tokens, the cue and close inserted after the budget (flagged as inserted), the same counts.
+TEST_F(SchedulerTest, ThinkingBudgetMatchesTheGenerator) {
+  GenerationRequest g;
+  g.prompt = prompt(20, 4);
+  g.max_tokens = 14;
+  g.sampling.temperature = 0;
+  g.sampling.logit_bias[7] = -INFINITY;
+  g.thinking.close_token = 7;
+  g.thinking.starts_inside = true;
+  g.thinking.max_tokens = 5;
+  g.thinking.cue = {11, 12};
+  Session session(*model_, pool_, {.n_ctx = 512});
+  Generator gen(session, *tokenizer_);
+  const GenerationResult expected = gen.generate(g);
+
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  Request r = request(g.prompt, g.max_tokens);
+  r.sampling = g.sampling;
+  r.thinking = g.thinking;
+  std::vector<int32_t> tokens;
+  std::vector<bool> inserted;
+  const RequestId id = s.submit(r, [&](const TokenEvent& e) {
+    if (e.token < 0) return;
+    tokens.push_back(e.token);
+    inserted.push_back(e.inserted);
+  });
+  s.submit(request(prompt(33, 1)));  // company in the batch
+  s.run_until_idle();
+  EXPECT_EQ(tokens, expected.tokens);
+  EXPECT_EQ(s.stats(id).thinking_tokens, 5);
+  EXPECT_TRUE(s.stats(id).thinking_cut);
+  ASSERT_EQ(inserted.size(), 14u);
+  EXPECT_EQ(std::count(inserted.begin(), inserted.end(), true), 3);
+  EXPECT_TRUE(inserted[5] && inserted[6] && inserted[7]);
+}
+
+// A grammar constrains one request of a batch and not the others.
+TEST_F(SchedulerTest, GrammarConstrainsItsRequest) {
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  Collected got;
+  Request r = request(prompt(12, 3), 40);
+  r.grammar = Grammar::parse(R"(root ::= "<spawn>add 2 and 3</spawn>")");
+  const RequestId constrained = s.submit(r, collect(got));
+  const auto free_prompt = prompt(15, 8);
+  const RequestId free = s.submit(request(free_prompt), collect(got));
+  s.run_until_idle();
+  std::vector<int32_t> text_tokens = got.tokens[constrained];
+  ASSERT_FALSE(text_tokens.empty());
+  EXPECT_TRUE(tokenizer_->is_eog(text_tokens.back()));
+  text_tokens.pop_back();
+  EXPECT_EQ(tokenizer_->decode(text_tokens, false), "<spawn>add 2 and 3</spawn>");
+  EXPECT_EQ(got.finish[constrained], FinishReason::kEndOfGeneration);
+  EXPECT_EQ(got.tokens[free], alone(free_prompt));
 }
 
 }  // namespace
