@@ -1,5 +1,9 @@
 #include "chat/chat_engine.h"
 
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
 #include "model/session.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -82,13 +86,12 @@ std::vector<int32_t> ChatEngine::prompt_tokens(const std::string& rendered) cons
   return chat_prompt_tokens(tokenizer_, rendered);
 }
 
-// The budget in tokens: the template's reasoning tags must each be one token (as in Qwen3 and
-// the DeepSeek-R1 distills), so that closing the block is one inserted token.
-ThinkingBudget ChatEngine::thinking_budget(const ChatRequest& request, const OutputFormat& format) const {
+ThinkingBudget thinking_budget_for(const Tokenizer& tokenizer, const OutputFormat& format, int max_tokens,
+                                   int min_tokens) {
   const ReasoningTags tags = reasoning_tags(format.reasoning);
   auto single_token = [&](const char* text) -> int32_t {
     if (!*text) return -1;
-    const std::vector<int32_t> ids = tokenizer_.encode(text, {.add_special = false, .parse_special = true});
+    const std::vector<int32_t> ids = tokenizer.encode(text, {.add_special = false, .parse_special = true});
     return ids.size() == 1 ? ids[0] : -1;
   };
   ThinkingBudget b;
@@ -98,10 +101,10 @@ ThinkingBudget ChatEngine::thinking_budget(const ChatRequest& request, const Out
          *tags.close ? std::string("\"") + tags.close + "\" is several tokens" : std::string("no reasoning block"), ")");
   b.open_token = single_token(tags.open);
   b.starts_inside = format.starts_in_reasoning;
-  b.max_tokens = request.thinking_budget;
-  b.min_tokens = request.min_thinking;
+  b.max_tokens = max_tokens;
+  b.min_tokens = min_tokens;
   // Qwen3's own wording for a budget that ran out.
-  b.cue = tokenizer_.encode("\n\nConsidering the limited time by the user, I have to give the solution based on the "
+  b.cue = tokenizer.encode("\n\nConsidering the limited time by the user, I have to give the solution based on the "
                             "thinking directly now.\n",
                             {.add_special = false, .parse_special = false});
   return b;
@@ -121,13 +124,19 @@ ChatReply ChatEngine::reply(const ChatRequest& request, const ChatCallback& on_d
   std::vector<size_t> token_ends;
   if (format.starts_in_reasoning) raw = reasoning_tags(format.reasoning).open;
   bool cancelled = false;
+  // When the reasoning ends: the first answer text or tool call after some reasoning.
+  const auto start = std::chrono::steady_clock::now();
+  std::optional<std::chrono::steady_clock::time_point> reasoning_end_at;
   auto deliver = [&](const OutputDelta& d) {
+    if (!reasoning_end_at && !reply.reasoning.empty() && (!d.content.empty() || !d.tool_calls.empty()))
+      reasoning_end_at = std::chrono::steady_clock::now();
     reply.reasoning += d.reasoning;
     reply.content += d.content;
     reply.tool_calls.insert(reply.tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
     if (!d.empty() && on_delta && !on_delta(d)) cancelled = true;
   };
-  if (request.thinking_budget >= 0 || request.min_thinking > 0) gen.thinking = thinking_budget(request, format);
+  if (request.thinking_budget >= 0 || request.min_thinking > 0)
+    gen.thinking = thinking_budget_for(tokenizer_, format, request.thinking_budget, request.min_thinking);
   // The parser reads the generated text with special tokens rendered, stop strings removed.
   gen.render_special = true;
   reply.generation = generator_.generate(gen, [&](int32_t token, std::string_view text) {
@@ -146,6 +155,16 @@ ChatReply ChatEngine::reply(const ChatRequest& request, const ChatCallback& on_d
   } else if (!reply.reasoning.empty()) {
     reply.reasoning_tokens = int(token_ends.size());  // still thinking when it stopped
   }
+  reply.answer_tokens = int(reply.generation.tokens.size()) - reply.reasoning_tokens;
+  const double decode = reply.generation.decode_seconds;
+  if (!reply.reasoning.empty()) {
+    // (The decode clock starts after the prompt; the reasoning's share is measured from there.)
+    const double until_end = reasoning_end_at ? std::chrono::duration<double>(*reasoning_end_at - start).count() -
+                                                    reply.generation.prompt_seconds
+                                              : decode;
+    reply.reasoning_seconds = std::clamp(until_end, 0.0, decode);
+  }
+  reply.answer_seconds = decode - reply.reasoning_seconds;
   return reply;
 }
 

@@ -33,6 +33,9 @@ struct ChatReply {
   std::string content;
   std::vector<ToolCall> tool_calls;
   int reasoning_tokens = 0;  // generated tokens spent inside the reasoning block
+  int answer_tokens = 0;     // the rest (the answer and tool calls, end token included)
+  double reasoning_seconds = 0;  // from the first generated token to the end of reasoning
+  double answer_seconds = 0;     // the rest of the decoding time
   GenerationResult generation;
   // The assistant message to append to the history.
   Json message() const;
@@ -42,6 +45,12 @@ struct ChatReply {
 // when the template did not write it). ChatEngine uses these; so do callers without a session.
 std::string render_chat_prompt(const ChatTemplate& chat_template, const ChatRequest& request);
 std::vector<int32_t> chat_prompt_tokens(const Tokenizer& tokenizer, const std::string& rendered);
+
+// Compact thinking for a model's chat format: the budget in tokens (-1: none) and the minimum
+// (budget forcing). The template's reasoning tags must each be one token (as in Qwen3 and the
+// DeepSeek-R1 distills), so that closing the block is one inserted token; throws otherwise.
+ThinkingBudget thinking_budget_for(const Tokenizer& tokenizer, const OutputFormat& format, int max_tokens,
+                                   int min_tokens);
 
 // Called with each piece of parsed output; returning false cancels the generation.
 using ChatCallback = std::function<bool(const OutputDelta& delta)>;
@@ -63,8 +72,6 @@ class ChatEngine {
   void reset() { generator_.reset(); }
 
  private:
-  ThinkingBudget thinking_budget(const ChatRequest& request, const OutputFormat& format) const;
-
   const Tokenizer& tokenizer_;
   const ChatTemplate& template_;
   Session& session_;

@@ -69,6 +69,11 @@ TEST_F(ChatEngineTest, SplitsReasoningAndCountsItsTokens) {
   }
   EXPECT_EQ(reply.reasoning_tokens, expected);
   EXPECT_LT(reply.reasoning_tokens, int(reply.generation.tokens.size()));
+  // Reasoning and answer split the generated tokens and the decoding time between them.
+  EXPECT_EQ(reply.reasoning_tokens + reply.answer_tokens, int(reply.generation.tokens.size()));
+  EXPECT_GT(reply.reasoning_seconds, 0);
+  EXPECT_GE(reply.answer_seconds, 0);
+  EXPECT_NEAR(reply.reasoning_seconds + reply.answer_seconds, reply.generation.decode_seconds, 1e-9);
   const Json message = reply.message();
   EXPECT_EQ(message.at("role").as_string(), "assistant");
   EXPECT_EQ(message.at("reasoning_content").as_string(), reply.reasoning);

@@ -186,6 +186,9 @@ int run_chat_turn(const Args& a, const Model& model, const Tokenizer& tokenizer,
   if (json) {
     Json::Object out{{"reasoning", Json(reply.reasoning)}, {"content", Json(reply.content)},
                      {"reasoning_tokens", Json(reply.reasoning_tokens)},
+                     {"answer_tokens", Json(reply.answer_tokens)},
+                     {"reasoning_seconds", Json(reply.reasoning_seconds)},
+                     {"answer_seconds", Json(reply.answer_seconds)},
                      {"thinking_cut", Json(reply.generation.thinking_cut)}};
     out.emplace("message", reply.message());
     out.emplace("finish_reason", Json(finish_reason_name(reply.generation.finish)));
@@ -195,6 +198,10 @@ int run_chat_turn(const Args& a, const Model& model, const Tokenizer& tokenizer,
     std::printf("\n");
   }
   print_speeds(reply.generation);
+  if (!reply.reasoning.empty())
+    std::fprintf(stderr, "reasoning: %d tokens in %.3f s%s; answer: %d tokens in %.3f s\n", reply.reasoning_tokens,
+                 reply.reasoning_seconds, reply.generation.thinking_cut ? " (closed by the budget)" : "",
+                 reply.answer_tokens, reply.answer_seconds);
   return 0;
 }
 

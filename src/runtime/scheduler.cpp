@@ -302,6 +302,7 @@ void Scheduler::finish(Active& a, FinishReason why) {
   st.finish = why;
   if (st.generated > 0) st.decode_seconds = seconds_between(a.first_token, Clock::now());
   st.thinking_tokens = a.thinking.tokens();
+  if (a.thinking.inside()) st.thinking_seconds = st.decode_seconds;  // it never stopped thinking
   st.thinking_cut = a.thinking.cut();
   prefix_->insert(std::vector<int32_t>(a.tokens.begin(), a.tokens.begin() + a.seq.length()), a.seq.blocks());
   if (!a.request.hold) a.seq.release(*kv_);
@@ -470,6 +471,7 @@ bool Scheduler::advance(const Emit& emit) {
       RequestStats& st = stats_[a.id];
       // The sampled token, then whatever the thinking budget inserts after it (those run with
       // the next step, as a short prompt chunk, and count against the token limit).
+      const bool was_thinking = a.thinking.inside();
       std::vector<int32_t> out{d.token};
       for (int32_t t : a.thinking.accept(d.token)) out.push_back(t);
       for (size_t k = 0; k < out.size(); ++k) {
@@ -491,6 +493,8 @@ bool Scheduler::advance(const Emit& emit) {
           why = FinishReason::kContextFull;
           last = true;
         }
+        if (was_thinking && !a.thinking.inside() && st.thinking_seconds == 0)
+          st.thinking_seconds = std::max(1e-9, seconds_between(a.first_token, now));
         emit(a, t, last, why, k == 0 ? d.confidence : 0.0f, k > 0);
         if (last) {
           finish(a, why);

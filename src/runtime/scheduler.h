@@ -76,6 +76,7 @@ struct RequestStats {
   int generated = 0;
   int preemptions = 0;
   int thinking_tokens = 0;    // generated inside the thinking block
+  double thinking_seconds = 0;  // from the first token to the end of thinking
   bool thinking_cut = false;  // the thinking budget closed the block
   double queued_seconds = 0, prefill_seconds = 0, decode_seconds = 0;
   bool finished = false;
