@@ -19,13 +19,7 @@ namespace {
 
 class ContemplationTest : public testing::SynthModelTest<testing::SmallQwen3> {
  protected:
-  SchedulerConfig config() const {
-    SchedulerConfig c;
-    c.block_tokens = 8;
-    c.kv_budget_bytes = size_t(16) << 20;
-    c.max_batch_tokens = 64;
-    return c;
-  }
+  static SchedulerConfig config() { return testing::small_scheduler_config(); }
   static std::vector<int32_t> prompt() {
     std::vector<int32_t> p;
     for (int i = 0; i < 40; ++i) p.push_back((i * 37 + 5) % 690);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "model/model.h"
+#include "runtime/scheduler.h"
 #include "synth/synth.h"
 #include "tokenizer/tokenizer.h"
 
@@ -89,5 +90,14 @@ struct SmallQwen3 {
   static constexpr const char* kDims = "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024";
   static constexpr const char* kType = "q8_0";
 };
+
+// A scheduler small enough for the synthetic models: 8-token blocks, 16 MiB of KV, 64-token steps.
+inline SchedulerConfig small_scheduler_config() {
+  SchedulerConfig c;
+  c.block_tokens = 8;
+  c.kv_budget_bytes = size_t(16) << 20;
+  c.max_batch_tokens = 64;
+  return c;
+}
 
 }  // namespace muse::testing

@@ -1,0 +1,69 @@
+// Question sets for `muse eval`: offline generators of synthetic tasks whose answers a symbolic
+// solver verifies (each item also carries the solver's verbose step-by-step trace, as training
+// text for small models), answer extraction and checking, and JSONL reading and writing.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/json.h"
+
+namespace muse {
+
+enum class CheckKind { kExact, kNumeric, kChoice, kRegex, kCountdown };
+
+struct EvalItem {
+  std::string id;        // "arith-0007"
+  std::string question;  // the prompt; asks for the final answer on the last line
+  std::string answer;    // reference: for regex the pattern, for countdown one valid expression
+  CheckKind check = CheckKind::kExact;
+  std::vector<std::string> choices;  // kChoice: option texts, lettered A, B, C... in the question
+  std::vector<int> numbers;          // kCountdown only
+  int target = 0;                    // kCountdown only
+  std::string solution;              // verbose solver trace; may be empty for loaded sets
+};
+
+// Generators: the same items for the same seed on every platform. Each solution ends with
+// "Answer: <answer>".
+// Multi-step positive integer arithmetic ("Compute ((17 + 5) * 3) - 8."), `steps` operations,
+// values below 10000, division only when exact. Numeric check.
+std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps = 3);
+// Countdown with 2..6 numbers; only solvable instances. The reference answer is the solver's.
+std::vector<EvalItem> generate_countdown(int count, uint64_t seed, int numbers = 4);
+// Ordering and knights-and-knaves puzzles with a unique answer, multiple choice.
+std::vector<EvalItem> generate_logic(int count, uint64_t seed);
+// "arithmetic" | "countdown" | "logic".
+std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t seed);
+
+// Countdown solver (exhaustive over combinations of pairs, Countdown rules: each number at most
+// once, no zero or negative intermediate, division only when exact). Returns an expression that
+// reaches target, or "" when none does; `trace`, when given, receives a readable search log.
+std::string solve_countdown(const std::vector<int>& numbers, int target,
+                            std::string* trace = nullptr);
+// Value of an integer expression of + - * / and parentheses (no unary minus, every division
+// exact), or nullopt when it is malformed or overflows. `literals` receives its integers in order.
+std::optional<int64_t> evaluate_expression(const std::string& text,
+                                           std::vector<int64_t>* literals = nullptr);
+
+// The model's answer from its reply (reasoning already removed): from the last line holding
+// "Answer: X", "\boxed{X}" or "answer is X", else the last non-empty line; trimmed, without a
+// trailing period, markdown ** or `backticks`.
+std::string extract_final_answer(const std::string& reply);
+// Whether `given` (already extracted) is correct for `item`.
+bool check_answer(const EvalItem& item, const std::string& given);
+
+const char* check_kind_name(CheckKind k);
+CheckKind parse_check_kind(const std::string& s);  // throws muse::Error when unknown
+
+// JSONL: one object per line, {"id","question","answer","check","choices","numbers","target",
+// "solution"}, optional members omitted when empty. from_json validates the item (a bad regex,
+// a choice or countdown answer that is not correct for its own item) and throws muse::Error.
+Json eval_item_to_json(const EvalItem& item);
+EvalItem eval_item_from_json(const Json& j);
+// Errors read "FILE:LINE: message"; blank lines are skipped; an item without "id" is named
+// after its line number.
+std::vector<EvalItem> read_eval_items(const std::string& path);
+void write_eval_items(const std::string& path, const std::vector<EvalItem>& items);
+
+}  // namespace muse

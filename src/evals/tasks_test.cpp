@@ -1,0 +1,315 @@
+// Eval question sets: the generators' items are right by their own checkers and by independent
+// re-solving, wrong answers are rejected, and sets survive a JSONL round trip.
+#include "evals/tasks.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+
+#include "util/error.h"
+
+namespace muse {
+namespace {
+
+std::string dump_all(const std::vector<EvalItem>& items) {
+  std::string out;
+  for (const EvalItem& item : items) out += eval_item_to_json(item).dump() + "\n";
+  return out;
+}
+
+EvalItem make_item(const std::string& answer, CheckKind check, const std::string& id = "x",
+                   const std::string& question = "q") {
+  EvalItem item;
+  item.id = id;
+  item.question = question;
+  item.answer = answer;
+  item.check = check;
+  return item;
+}
+
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "muse_eval_tasks_test_" + std::to_string(getpid()) + "_" + name;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+}
+
+// The message of the muse::Error that reading `text` as a JSONL file throws.
+std::string read_error(const std::string& text) {
+  const std::string path = temp_path("bad.jsonl");
+  write_text(path, text);
+  std::string message = "no error";
+  try {
+    read_eval_items(path);
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  std::remove(path.c_str());
+  return message;
+}
+
+TEST(EvalTasksGenerate, DeterministicPerSeedAndDifferentAcrossSeeds) {
+  for (const char* task : {"arithmetic", "countdown", "logic"}) {
+    SCOPED_TRACE(task);
+    const std::vector<EvalItem> a = generate_task(task, 12, 7);
+    ASSERT_EQ(a.size(), 12u);
+    EXPECT_EQ(dump_all(a), dump_all(generate_task(task, 12, 7)));
+    EXPECT_NE(dump_all(a), dump_all(generate_task(task, 12, 8)));
+    std::vector<std::string> questions;
+    for (const EvalItem& item : a) {
+      questions.push_back(item.question);
+      EXPECT_NE(item.question.find("Give the final answer on the last line as \"Answer: <"),
+                std::string::npos);
+    }
+    std::sort(questions.begin(), questions.end());
+    EXPECT_GE(std::unique(questions.begin(), questions.end()) - questions.begin(), 8);
+  }
+  EXPECT_EQ(generate_arithmetic(3, 1)[2].id, "arith-0002");
+  EXPECT_EQ(generate_task("logic", 0, 1).size(), 0u);
+}
+
+TEST(EvalTasksGenerate, UnknownTaskNamesTheValidOnes) {
+  try {
+    generate_task("poetry", 3, 1);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"poetry\" (arithmetic, countdown, logic)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(generate_arithmetic(-1, 1), Error);
+  EXPECT_THROW(generate_countdown(1, 1, 9), Error);
+}
+
+TEST(EvalTasksGenerate, ArithmeticIsRightByReferenceAndByReSolving) {
+  for (int steps = 1; steps <= 5; ++steps) {
+    for (const EvalItem& item : generate_arithmetic(40, 100 + steps, steps)) {
+      SCOPED_TRACE(item.question);
+      EXPECT_EQ(item.check, CheckKind::kNumeric);
+      EXPECT_TRUE(check_answer(item, item.answer));
+      // The solver's trace ends with its answer.
+      EXPECT_EQ(extract_final_answer(item.solution), item.answer);
+      // Re-evaluate the expression in the question independently.
+      const size_t from = std::string("Compute ").size();
+      const size_t to = item.question.find(". Give");
+      ASSERT_EQ(item.question.rfind("Compute ", 0), 0u);
+      ASSERT_NE(to, std::string::npos);
+      std::vector<int64_t> literals;
+      const std::optional<int64_t> v =
+          evaluate_expression(item.question.substr(from, to - from), &literals);
+      ASSERT_TRUE(v.has_value());
+      EXPECT_EQ(std::to_string(*v), item.answer);
+      EXPECT_EQ(literals.size(), size_t(steps + 1));
+      EXPECT_GT(*v, 0);
+      EXPECT_LT(*v, 10000);
+      EXPECT_FALSE(check_answer(item, std::to_string(*v + 1)));
+      EXPECT_FALSE(check_answer(item, std::to_string(*v - 1)));
+    }
+  }
+}
+
+TEST(EvalTasksGenerate, CountdownIsSolvableWithTheGivenNumbers) {
+  std::vector<EvalItem> items = generate_countdown(40, 5);
+  for (const EvalItem& item : generate_countdown(8, 6, 3)) items.push_back(item);
+  for (const EvalItem& item : generate_countdown(8, 7, 5)) items.push_back(item);
+  for (const EvalItem& item : items) {
+    SCOPED_TRACE(item.question + " / " + item.answer);
+    EXPECT_EQ(item.check, CheckKind::kCountdown);
+    EXPECT_TRUE(check_answer(item, item.answer));
+    EXPECT_EQ(extract_final_answer(item.solution), item.answer);
+    EXPECT_TRUE(check_answer(item, extract_final_answer(item.solution)));
+    EXPECT_TRUE(check_answer(item, item.answer + " = " + std::to_string(item.target)));
+    EXPECT_FALSE(check_answer(item, item.answer + " = " + std::to_string(item.target + 1)));
+    // The reference uses only the given numbers, each at most once.
+    std::vector<int64_t> literals;
+    ASSERT_EQ(evaluate_expression(item.answer, &literals), std::optional<int64_t>(item.target));
+    std::vector<int64_t> pool(item.numbers.begin(), item.numbers.end());
+    for (int64_t x : literals) {
+      const auto it = std::find(pool.begin(), pool.end(), x);
+      ASSERT_NE(it, pool.end()) << x;
+      pool.erase(it);
+    }
+    // Solving again from the numbers alone finds a valid expression too.
+    const std::string again = solve_countdown(item.numbers, item.target);
+    EXPECT_TRUE(check_answer(item, again)) << again;
+    EXPECT_FALSE(check_answer(item, std::to_string(item.target)));  // not a given number
+  }
+}
+
+TEST(EvalTasksGenerate, LogicHasExactlyOneCorrectChoice) {
+  int knights = 0, ordering = 0;
+  for (const EvalItem& item : generate_logic(80, 11)) {
+    SCOPED_TRACE(item.question);
+    EXPECT_EQ(item.check, CheckKind::kChoice);
+    ASSERT_GE(item.choices.size(), 3u);
+    EXPECT_TRUE(check_answer(item, item.answer));
+    EXPECT_EQ(extract_final_answer(item.solution), item.answer);
+    int right = 0;
+    for (size_t i = 0; i < item.choices.size(); ++i) {
+      const std::string l(1, char('A' + i));
+      const bool ok = check_answer(item, l);
+      right += ok;
+      EXPECT_EQ(check_answer(item, item.choices[i]), ok);
+      EXPECT_EQ(check_answer(item, "(" + l + ")"), ok);
+      EXPECT_NE(item.question.find(l + ") " + item.choices[i] + "\n"), std::string::npos);
+    }
+    EXPECT_EQ(right, 1);
+    (item.question.find("knight") != std::string::npos ? knights : ordering)++;
+  }
+  EXPECT_GT(knights, 10);
+  EXPECT_GT(ordering, 10);
+}
+
+TEST(EvalTasksCheck, ExactNumericAndRegex) {
+  EvalItem exact = make_item("Paris", CheckKind::kExact);
+  EXPECT_TRUE(check_answer(exact, "  paris "));
+  EXPECT_FALSE(check_answer(exact, "Paris, France"));
+
+  EvalItem num = make_item("1234", CheckKind::kNumeric);
+  for (const char* ok : {"1234", "1,234", "= 1234", "$1,234", "1234.0", "1.234e3", "+1234"})
+    EXPECT_TRUE(check_answer(num, ok)) << ok;
+  for (const char* bad : {"1235", "1233", "12,34", "1234x", "", "inf", "0x4D2", "1 234", "-1234"})
+    EXPECT_FALSE(check_answer(num, bad)) << bad;
+  num.answer = "-2.5";
+  EXPECT_TRUE(check_answer(num, "-2.5000000001"));
+  EXPECT_FALSE(check_answer(num, "-2.6"));
+
+  EvalItem re = make_item("^(4|four)$", CheckKind::kRegex);
+  EXPECT_TRUE(check_answer(re, "four"));
+  EXPECT_FALSE(check_answer(re, "fourteen"));
+  re.answer = "(unclosed";
+  EXPECT_FALSE(check_answer(re, "(unclosed"));  // a bad pattern fails the answer, no crash
+}
+
+TEST(EvalTasksCheck, ChoiceForms) {
+  EvalItem item = make_item("B", CheckKind::kChoice);
+  item.choices = {"Ann", "Bob", "Cid"};
+  for (const char* ok : {"B", "b", "B)", "(B)", "B.", "Bob", "bob", "B) Bob", "(b) Bob"})
+    EXPECT_TRUE(check_answer(item, ok)) << ok;
+  for (const char* bad : {"A", "C)", "(A)", "Ann", "D", "B) Ann", "Bo", "", "(B"})
+    EXPECT_FALSE(check_answer(item, bad)) << bad;
+}
+
+TEST(EvalTasksCheck, CountdownRejectsCheats) {
+  EvalItem item = make_item("50 + 7", CheckKind::kCountdown);
+  item.numbers = {3, 7, 25, 50};
+  item.target = 57;
+  for (const char* ok : {"50 + 7", "7+50", "((50) + 7)", "50 + 7 = 57", " 50+7 =57 "})
+    EXPECT_TRUE(check_answer(item, ok)) << ok;
+  EXPECT_FALSE(check_answer(item, "(50 - 25) * 3 - 25 + 7"));  // 25 twice
+  for (const char* bad : {"50 + 7 = 58", "50 + 8 - 1", "57", "50 / 3 * 3 + 7", "50 + 7 + 7", "2+",
+                          "((3", "50 + -7", "50 + 7x", "50 + 7 = ", "50 ^ 7", ""})
+    EXPECT_FALSE(check_answer(item, bad)) << bad;
+  item.target = 78;
+  EXPECT_TRUE(check_answer(item, "50 + 25 + 3"));
+  EXPECT_FALSE(check_answer(item, "25 * 3 + 3"));  // 3 reused
+  EvalItem negative = item;                        // a negative value midway is fine when checking
+  negative.numbers = {1, 4, 10};
+  negative.target = 7;
+  EXPECT_TRUE(check_answer(negative, "1 - 4 + 10"));
+}
+
+TEST(EvalTasksCheck, ExpressionsAndTheSolver) {
+  EXPECT_EQ(evaluate_expression("2 + 3 * 4"), std::optional<int64_t>(14));
+  EXPECT_EQ(evaluate_expression("(2+3)*4 - 10/5"), std::optional<int64_t>(18));
+  EXPECT_EQ(evaluate_expression("8 - 3 - 2"), std::optional<int64_t>(3));
+  std::vector<int64_t> literals;
+  EXPECT_EQ(evaluate_expression("100 / (5 * 4)", &literals), std::optional<int64_t>(5));
+  EXPECT_EQ(literals, (std::vector<int64_t>{100, 5, 4}));
+  for (const char* bad : {"7 / 2", "1 / 0", "2+", "((3", "3)", "-3", "", "2 3", "1.5 + 1",
+                          "99999999999999999999", "3037000500 * 3037000500 * 3037000500"})
+    EXPECT_FALSE(evaluate_expression(bad).has_value()) << bad;
+  EXPECT_FALSE(evaluate_expression(std::string(100000, '(') + "1").has_value());
+
+  std::string trace;
+  const std::string found = solve_countdown({3, 7, 25, 50}, 96, &trace);
+  EXPECT_EQ(evaluate_expression(found), std::optional<int64_t>(96)) << found;
+  EXPECT_NE(trace.find("Try "), std::string::npos);
+  EXPECT_EQ(solve_countdown({3, 7, 25, 50}, 81), "");  // checked by an independent brute force
+  EXPECT_EQ(solve_countdown({1, 1}, 5, &trace), "");
+  EXPECT_NE(trace.find("cannot be reached"), std::string::npos);
+  EXPECT_EQ(solve_countdown({2, 2}, 4), "2 + 2");
+}
+
+TEST(EvalTasksExtract, ReplyShapes) {
+  EXPECT_EQ(extract_final_answer("Let me think.\n3 + 4 = 7\nAnswer: 7\n"), "7");
+  EXPECT_EQ(extract_final_answer("Answer: 7\n\nHope this helps!"), "7");
+  EXPECT_EQ(extract_final_answer("so **Answer:** B."), "B");
+  EXPECT_EQ(extract_final_answer("**Answer: 42**"), "42");
+  EXPECT_EQ(extract_final_answer("We get $\\boxed{\\frac{1}{2}}$ here.\nDone"), "\\frac{1}{2}");
+  EXPECT_EQ(extract_final_answer("Thus the final answer is 1,234."), "1,234");
+  EXPECT_EQ(extract_final_answer("The answer is: `(2 + 3) * 4`"), "(2 + 3) * 4");
+  EXPECT_EQ(extract_final_answer("Final Answer:\n\n  58  \n"), "58");
+  EXPECT_EQ(extract_final_answer("first\n  last line.  \n\n"), "last line");
+  EXPECT_EQ(extract_final_answer("Answer: 1\nwait, no.\nAnswer: 2"), "2");
+  EXPECT_EQ(extract_final_answer(""), "");
+  EXPECT_EQ(extract_final_answer("a\r\nAnswer: C\r\n"), "C");
+}
+
+TEST(EvalTasksJsonl, RoundTripThroughAFile) {
+  std::vector<EvalItem> items = generate_arithmetic(3, 1);
+  for (const EvalItem& i : generate_countdown(3, 2)) items.push_back(i);
+  for (const EvalItem& i : generate_logic(3, 3)) items.push_back(i);
+  items.push_back(make_item("^four$", CheckKind::kRegex, "re", "Say \"four\".\nLine 2"));
+  items.push_back(make_item("Paris", CheckKind::kExact, "ex", "Capital of France?"));
+  const std::string path = temp_path("round.jsonl");
+  write_eval_items(path, items);
+  const std::vector<EvalItem> back = read_eval_items(path);
+  std::remove(path.c_str());
+  ASSERT_EQ(back.size(), items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    EXPECT_EQ(back[i].id, items[i].id);
+    EXPECT_EQ(back[i].question, items[i].question);
+    EXPECT_EQ(back[i].answer, items[i].answer);
+    EXPECT_EQ(back[i].check, items[i].check);
+    EXPECT_EQ(back[i].choices, items[i].choices);
+    EXPECT_EQ(back[i].numbers, items[i].numbers);
+    EXPECT_EQ(back[i].target, items[i].target);
+    EXPECT_EQ(back[i].solution, items[i].solution);
+  }
+  const std::string exact = eval_item_to_json(items.back()).dump();
+  EXPECT_EQ(exact,
+            R"({"id":"ex","question":"Capital of France?","answer":"Paris","check":"exact"})");
+  EXPECT_EQ(parse_check_kind(check_kind_name(CheckKind::kCountdown)), CheckKind::kCountdown);
+}
+
+TEST(EvalTasksJsonl, BadLinesAreErrorsNamingTheLine) {
+  const std::string good = R"({"question":"2+2?","answer":"4","check":"numeric"})";
+  const std::string path = temp_path("bad.jsonl");
+  // Blank lines are skipped; items without an id are named after their line.
+  write_text(path, good + "\n\n   \n" + good + "\n");
+  const std::vector<EvalItem> ok = read_eval_items(path);
+  std::remove(path.c_str());
+  ASSERT_EQ(ok.size(), 2u);
+  EXPECT_EQ(ok[1].id, "line-4");
+  EXPECT_EQ(ok[0].check, CheckKind::kNumeric);
+
+  struct Case {
+    std::string line, expect;
+  };
+  for (const Case& c : std::vector<Case>{
+           {R"({"question":"x")", ".jsonl:3: invalid JSON"},
+           {R"({"question":"x"})", ".jsonl:3: missing \"answer\""},
+           {R"({"answer":"x"})", ".jsonl:3: missing \"question\""},
+           {R"({"question":"x","answer":"y","check":"fuzzy"})", "unknown check \"fuzzy\""},
+           {R"({"question":"x","answer":"(a","check":"regex"})", ".jsonl:3: bad regex \"(a\""},
+           {R"({"question":"x","answer":"D","check":"choice","choices":["a","b"]})",
+            "not one of the 2 choices"},
+           {R"({"question":"x","answer":"1+2","check":"countdown","numbers":[1,2],"target":4})",
+            "does not reach 4"},
+           {R"({"question":"x","answer":"ten","check":"numeric"})", "is not a number"},
+           {R"([1,2])", "expected a JSON object"},
+       }) {
+    const std::string message = read_error(good + "\n\n" + c.line + "\n");
+    EXPECT_NE(message.find(c.expect), std::string::npos) << message;
+  }
+  EXPECT_THROW(read_eval_items(temp_path("missing.jsonl")), Error);
+}
+
+}  // namespace
+}  // namespace muse
