@@ -102,8 +102,7 @@ int cmd_contemplate(const Argv& argv) {
     if (drawn) std::fprintf(stderr, "\x1b[%zuA", traces.size());
     for (size_t i = 0; i < traces.size(); ++i) {
       const TraceResult& t = traces[i];
-      const RequestStats st = scheduler.stats(t.id);
-      const char* status = t.stopped_early ? "stopped" : st.finished ? "done" : "thinking";
+      const char* status = t.stopped_early ? "stopped" : t.finished ? "done" : "thinking";
       char conf[16] = "    -";
       if (std::isfinite(t.confidence))
         std::snprintf(conf, sizeof conf, "%5.2f", double(t.confidence));

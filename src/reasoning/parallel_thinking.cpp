@@ -5,6 +5,7 @@
 #include <deque>
 #include <limits>
 #include <map>
+#include <mutex>
 
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -43,21 +44,67 @@ std::string confidence_weighted_vote(const std::vector<TraceResult>& traces, dou
   return best;
 }
 
-ParallelThinkingResult think_in_parallel(Scheduler& scheduler, const Tokenizer& tokenizer,
-                                         const std::vector<int32_t>& prompt,
-                                         const ParallelThinkingParams& params,
-                                         const TracesCallback& on_step) {
-  if (params.traces < 1 || params.traces > 256) fail("parallel thinking: traces must be 1..256");
-  if (params.window < 1 || params.warmup < 0 || params.top_k < 1)
-    fail("parallel thinking: bad window, warmup or top_k");
+struct ParallelThinking::State {
   struct Live {
     TraceResult result;
     FinishReason finish = FinishReason::kCancelled;
+    bool done = false;
     std::deque<float> window;
     double window_sum = 0;
     int seen = 0;
+    int thinking_tokens = 0;
   };
-  std::vector<Live> live(size_t(params.traces));
+  Scheduler& scheduler;
+  const Tokenizer& tokenizer;
+  ParallelThinkingParams params;
+  mutable std::mutex mu;  // callbacks run on the stepping thread
+  std::vector<Live> live;
+  int open = 0;
+  bool abandoned = false;
+
+  State(Scheduler& s, const Tokenizer& t, const ParallelThinkingParams& p) : scheduler(s), tokenizer(t), params(p) {}
+
+  void on_event(int i, const TokenEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    Live& t = live[size_t(i)];
+    if (e.done) {
+      t.finish = e.finish;
+      t.done = t.result.finished = true;
+      --open;
+      try {
+        t.thinking_tokens = scheduler.stats(e.id).thinking_tokens;
+        t.result.cached_prompt_tokens = scheduler.stats(e.id).cached_tokens;
+        scheduler.forget(e.id);
+      } catch (const Error&) {
+      }
+    }
+    if (e.token < 0 || abandoned) return;
+    t.result.tokens.push_back(e.token);
+    t.window.push_back(e.confidence);
+    t.window_sum += e.confidence;
+    if (int(t.window.size()) > params.window) {
+      t.window_sum -= t.window.front();
+      t.window.pop_front();
+    }
+    if (++t.seen < std::max(params.warmup, params.window) || e.done) return;
+    const float group = float(t.window_sum / double(t.window.size()));
+    t.result.confidence = std::min(t.result.confidence, group);
+    if (params.stop_below > 0 && group < params.stop_below && !t.result.stopped_early) {
+      t.result.stopped_early = true;
+      scheduler.cancel(t.result.id);
+    }
+  }
+};
+
+ParallelThinking::ParallelThinking(Scheduler& scheduler, const Tokenizer& tokenizer,
+                                   const std::vector<int32_t>& prompt, const ParallelThinkingParams& params) {
+  if (params.traces < 1 || params.traces > 256) fail("parallel thinking: traces must be 1..256");
+  if (params.window < 1 || params.warmup < 0 || params.top_k < 1)
+    fail("parallel thinking: bad window, warmup or top_k");
+  state_ = std::make_shared<State>(scheduler, tokenizer, params);
+  State& st = *state_;
+  st.live.resize(size_t(params.traces));
+  for (State::Live& l : st.live) l.result.confidence = std::numeric_limits<float>::infinity();
   try {
     for (int i = 0; i < params.traces; ++i) {
       Request r;
@@ -66,71 +113,77 @@ ParallelThinkingResult think_in_parallel(Scheduler& scheduler, const Tokenizer& 
       r.sampling = params.sampling;
       r.sampling.seed = params.sampling.seed + uint64_t(i);
       r.confidence_top_k = params.top_k;
-      Live& l = live[size_t(i)];
-      l.result.confidence = std::numeric_limits<float>::infinity();
-      // Callbacks run on this thread (it steps the scheduler), after each step.
-      l.result.id = scheduler.submit(std::move(r), [&, i](const TokenEvent& e) {
-        Live& t = live[size_t(i)];
-        if (e.done) t.finish = e.finish;
-        if (e.token < 0) return;
-        t.result.tokens.push_back(e.token);
-        t.window.push_back(e.confidence);
-        t.window_sum += e.confidence;
-        if (int(t.window.size()) > params.window) {
-          t.window_sum -= t.window.front();
-          t.window.pop_front();
-        }
-        if (++t.seen < std::max(params.warmup, params.window) || e.done) return;
-        const float group = float(t.window_sum / double(t.window.size()));
-        t.result.confidence = std::min(t.result.confidence, group);
-        if (params.stop_below > 0 && group < params.stop_below && !t.result.stopped_early) {
-          t.result.stopped_early = true;
-          scheduler.cancel(t.result.id);
-        }
-      });
-    }
-    std::vector<TraceResult> snapshot;
-    while (scheduler.step()) {
-      if (!on_step) continue;
-      snapshot.clear();
-      for (const Live& l : live) snapshot.push_back(l.result);
-      on_step(snapshot);
+      r.thinking = params.thinking;
+      // The callbacks keep the state alive until each trace's last event.
+      const RequestId id = scheduler.submit(std::move(r), [self = state_, i](const TokenEvent& e) { self->on_event(i, e); });
+      std::lock_guard<std::mutex> lock(st.mu);
+      st.live[size_t(i)].result.id = id;
+      ++st.open;
     }
   } catch (...) {
-    // The callbacks point into this frame: end every trace before it goes.
-    try {
-      for (const Live& l : live)
-        if (l.result.id >= 0) scheduler.cancel(l.result.id);
-      while (scheduler.step()) {
-      }
-      for (const Live& l : live)
-        if (l.result.id >= 0) scheduler.forget(l.result.id);
-    } catch (...) {  // the first error is the one to report
-    }
+    abandon();
     throw;
   }
+}
+
+ParallelThinking::~ParallelThinking() { abandon(); }
+
+void ParallelThinking::abandon() {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (state_->open == 0) return;
+  state_->abandoned = true;
+  for (const State::Live& l : state_->live)
+    if (l.result.id >= 0 && !l.done) state_->scheduler.cancel(l.result.id);
+}
+
+bool ParallelThinking::done() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->open == 0;
+}
+
+std::vector<TraceResult> ParallelThinking::traces() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  std::vector<TraceResult> out;
+  for (const State::Live& l : state_->live) out.push_back(l.result);
+  return out;
+}
+
+ParallelThinkingResult ParallelThinking::result() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  const State& st = *state_;
+  if (st.open > 0) fail("parallel thinking: the traces have not all ended");
   ParallelThinkingResult out;
-  const auto& extract = params.extract_answer ? params.extract_answer : answer_after_thinking;
-  for (Live& l : live) {
-    TraceResult& t = l.result;
+  const auto& extract = st.params.extract_answer ? st.params.extract_answer : answer_after_thinking;
+  for (const State::Live& l : st.live) {
+    TraceResult t = l.result;
     if (!std::isfinite(t.confidence))  // too short for a full window: the mean of what it had
       t.confidence = l.window.empty() ? 0.0f : float(l.window_sum / double(l.window.size()));
     std::vector<int32_t> text_tokens;
     for (int32_t tok : t.tokens)
-      if (!tokenizer.is_eog(tok)) text_tokens.push_back(tok);
-    append_valid_utf8(tokenizer.decode(text_tokens, true), t.text,
-                      true);  // (a cut-off trace may end mid-character)
+      if (!st.tokenizer.is_eog(tok)) text_tokens.push_back(tok);
+    append_valid_utf8(st.tokenizer.decode(text_tokens, true), t.text, true);  // (a cut-off trace may end mid-character)
     // Only a trace that ended by itself votes: one stopped for low confidence, or cut off by
     // its token limit, may be mid-thought.
     if (!t.stopped_early && l.finish == FinishReason::kEndOfGeneration) t.answer = extract(t.text);
-    const RequestStats st = scheduler.stats(t.id);
-    t.cached_prompt_tokens = st.cached_tokens;
+    t.thinking_tokens = l.thinking_tokens;
     out.generated_tokens += int(t.tokens.size());
-    scheduler.forget(t.id);
+    out.thinking_tokens += l.thinking_tokens;
     out.traces.push_back(std::move(t));
   }
   out.answer = confidence_weighted_vote(out.traces, &out.answer_weight);
   return out;
+}
+
+ParallelThinkingResult think_in_parallel(Scheduler& scheduler, const Tokenizer& tokenizer,
+                                         const std::vector<int32_t>& prompt,
+                                         const ParallelThinkingParams& params,
+                                         const TracesCallback& on_step) {
+  ParallelThinking run(scheduler, tokenizer, prompt, params);
+  while (!run.done()) {
+    if (!scheduler.step() && !run.done()) fail("parallel thinking: the scheduler stopped with traces unfinished");
+    if (on_step) on_step(run.traces());
+  }
+  return run.result();
 }
 
 }  // namespace muse

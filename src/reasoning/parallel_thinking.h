@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ struct ParallelThinkingParams {
   int window = 16;          // tokens per group confidence (a sliding mean)
   int warmup = 32;          // tokens a trace runs before it may be stopped
   float stop_below = 0;     // stop a trace once a window's confidence falls below; 0: never
+  ThinkingBudget thinking;  // per trace (also what counts its thinking tokens)
   // The answer in a trace's text ("" when it has none); by default the text after the last
   // "</think>", trimmed.
   std::function<std::string(const std::string& text)> extract_answer;
@@ -39,7 +41,9 @@ struct TraceResult {
   std::string text, answer;
   float confidence = 0;  // the lowest window confidence seen (DeepConf's "lowest group")
   bool stopped_early = false;
+  bool finished = false;  // the trace has ended (by itself, stopped or cut off)
   int cached_prompt_tokens = 0;
+  int thinking_tokens = 0;
 };
 
 struct ParallelThinkingResult {
@@ -47,6 +51,27 @@ struct ParallelThinkingResult {
   std::string answer;        // the vote's winner ("" when no trace answered)
   double answer_weight = 0;  // its share of the voting weight, in [0, 1]
   int generated_tokens = 0;  // across all traces
+  int thinking_tokens = 0;   // of those, inside thinking blocks
+};
+
+// The traces of one prompt, running on a scheduler that someone steps (this thread, its own
+// loop, or a caller running several of these at once).
+class ParallelThinking {
+ public:
+  ParallelThinking(Scheduler& scheduler, const Tokenizer& tokenizer, const std::vector<int32_t>& prompt,
+                   const ParallelThinkingParams& params);
+  ~ParallelThinking();  // cancels traces still running
+  ParallelThinking(const ParallelThinking&) = delete;
+  ParallelThinking& operator=(const ParallelThinking&) = delete;
+
+  bool done() const;
+  std::vector<TraceResult> traces() const;  // so far (tokens, confidence, stopped)
+  ParallelThinkingResult result() const;    // once done(): texts, answers, the vote
+
+ private:
+  void abandon();
+  struct State;
+  std::shared_ptr<State> state_;  // shared with the scheduler's callbacks
 };
 
 // Runs the traces on `scheduler`, stepping it on this thread (the scheduler must not be

@@ -108,5 +108,38 @@ TEST_F(ParallelThinkingTest, LowConfidenceTracesStopAfterTheWarmup) {
   EXPECT_EQ(r.generated_tokens, 30);
 }
 
+// Several problems at once on one scheduler: each gives what it gives alone, and dropping one
+// part-way cancels its traces without disturbing the others.
+TEST_F(ParallelThinkingTest, SeveralRunTogetherAndOneCanBeDropped) {
+  ParallelThinkingParams p;
+  p.traces = 2;
+  p.max_tokens = 16;
+  p.sampling.temperature = 0.9f;
+  p.sampling.seed = 5;
+  std::vector<int32_t> other = prompt();
+  other[3] = 77;
+  Scheduler alone(*model_, *tokenizer_, pool_, config());
+  const ParallelThinkingResult a_alone = think_in_parallel(alone, *tokenizer_, prompt(), p);
+  const ParallelThinkingResult b_alone = think_in_parallel(alone, *tokenizer_, other, p);
+
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  ParallelThinking a(s, *tokenizer_, prompt(), p);
+  ParallelThinking b(s, *tokenizer_, other, p);
+  {
+    ParallelThinking dropped(s, *tokenizer_, other, p);
+    for (int i = 0; i < 3; ++i) s.step();
+    EXPECT_FALSE(dropped.done());
+  }
+  s.run_until_idle();
+  ASSERT_TRUE(a.done() && b.done());
+  const ParallelThinkingResult ra = a.result(), rb = b.result();
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(ra.traces[size_t(i)].tokens, a_alone.traces[size_t(i)].tokens);
+    EXPECT_EQ(rb.traces[size_t(i)].tokens, b_alone.traces[size_t(i)].tokens);
+    EXPECT_TRUE(ra.traces[size_t(i)].finished);
+  }
+  EXPECT_EQ(s.running(), 0);
+}
+
 }  // namespace
 }  // namespace muse
