@@ -177,6 +177,47 @@ TEST_F(Cli, ContemplateRunsAgentsOnASharedPromptAndWritesTheTrace) {
   EXPECT_NE(muse("contemplate -m " + *model_ + " -p hi --agents 0").code, 0);
 }
 
+// Sub-agents from the terminal: the tool and markup ways in run, write their trace and refuse
+// options that belong to another mode.
+TEST_F(Cli, ContemplateWithSubAgentsWritesTheAgentTrace) {
+  for (const char* mode : {"tool", "markup"}) {
+    const std::string trace = testing::temp_path(std::string("agents-") + mode + ".json");
+    const Result r = muse("contemplate -m " + *model_ + " -p 'What is (2+3)*(4+5)?' --mode " + mode +
+                          " --budget 8 --depth 1 --json " + trace);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const Json j = Json::parse(testing::read_file(trace));
+    EXPECT_EQ(j.at("mode").as_string(), mode);
+    ASSERT_GE(j.at("agents").as_array().size(), 1u);
+    EXPECT_LE(j.at("agents")[0].at("tokens").as_int(), 8);
+    EXPECT_EQ(j.at("agents")[0].at("parent").as_int(), -1);
+  }
+  EXPECT_NE(muse("contemplate -m " + *model_ + " -p hi --mode vote --depth 2").code, 0);
+  EXPECT_NE(muse("contemplate -m " + *model_ + " -p hi --mode swarm").code, 0);
+}
+
+// `muse eval-data` writes a question set `muse eval` reads; eval reports every mode as a
+// table, JSON and a plot, and refuses a bad mode before running anything.
+TEST_F(Cli, EvalRunsModesOnAGeneratedSet) {
+  const std::string data = testing::temp_path("eval.jsonl"), json = testing::temp_path("eval.json"),
+                    plot = testing::temp_path("eval.svg");
+  ASSERT_EQ(muse("eval-data --task countdown --count 3 --seed 2 -o " + data).code, 0);
+  const Result r = muse("eval -m " + *model_ + " --data " + data + " --mode no-think --mode contemplate:2 -n 6 --json " +
+                        json + " --plot " + plot);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("| contemplate:2 |"), std::string::npos) << r.out;
+  const Json j = Json::parse(testing::read_file(json));
+  ASSERT_EQ(j.at("modes").as_array().size(), 2u);
+  EXPECT_EQ(j.at("questions").as_int(), 3);
+  EXPECT_LE(j.at("modes")[1].at("mean_total_tokens").as_number(), 12);
+  EXPECT_NE(testing::read_file(plot).find("<svg"), std::string::npos);
+  const Result bad = muse("eval -m " + *model_ + " --data " + data + " --mode think --mode budget:x");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("budget:x"), std::string::npos);
+  EXPECT_EQ(bad.out, "");  // nothing ran
+  EXPECT_NE(muse("eval -m " + *model_ + " --data /nonexistent.jsonl").code, 0);
+  EXPECT_NE(muse("eval-data --task chess").code, 0);
+}
+
 // The benchmark history: a drop beyond the threshold at the latest Muse commit fails the
 // check, a missing field does not, other engines' records never count, and the plots are drawn.
 TEST_F(Cli, BenchReportFlagsRegressionsAtTheLatestCommit) {

@@ -17,6 +17,8 @@ int cmd_tokenize(const Argv& args);
 int cmd_detokenize(const Argv& args);
 int cmd_chat(const Argv& args);
 int cmd_contemplate(const Argv& args);
+int cmd_eval(const Argv& args);
+int cmd_eval_data(const Argv& args);
 int cmd_chat_template(const Argv& args);
 
 }  // namespace muse

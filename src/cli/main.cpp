@@ -23,6 +23,11 @@ constexpr const char* kUsage =
     "                                             talk to the model in the terminal\n"
     "  contemplate [-m FILE] (-p TEXT | -f FILE) [--agents N] [--budget T] [--stop-below C]\n"
     "         [--json FILE] [generation options]  N traces in parallel, live lanes, voted answer\n"
+    "  eval   [-m FILE] --data FILE.jsonl [--mode M]... [--limit N] [--concurrency C] [--json OUT]\n"
+    "         [--plot OUT.svg] [generation options]  accuracy, tokens and time per reasoning mode\n"
+    "         (modes: no-think, think, budget:N, deer[:THRESHOLD], contemplate:N)\n"
+    "  eval-data --task arithmetic|countdown|logic [--count N] [--seed S] [-o FILE.jsonl]\n"
+    "                                             a synthetic question set with checked answers\n"
     "  chat-template (--template FILE.jinja | -m FILE) --context CONTEXT.json [--now ISO-TIME]\n"
     "                                             render a chat template (Jinja) as-is\n"
     "  tokenize   -m FILE [--no-bos] [--no-special] (-p TEXT | -f FILE)\n"
@@ -63,6 +68,8 @@ int main(int argc, char** argv) {
     if (cmd == "detokenize") return muse::cmd_detokenize(args);
     if (cmd == "chat") return muse::cmd_chat(args);
     if (cmd == "contemplate") return muse::cmd_contemplate(args);
+    if (cmd == "eval") return muse::cmd_eval(args);
+    if (cmd == "eval-data") return muse::cmd_eval_data(args);
     if (cmd == "chat-template") return muse::cmd_chat_template(args);
     std::fprintf(stderr, "muse: unknown command \"%s\" (try muse --help)\n", cmd.c_str());
     return 2;

@@ -30,7 +30,7 @@ struct EarlyExit::State : std::enable_shared_from_this<State> {
   // from on_token itself: recursive).
   mutable std::recursive_mutex mu;
   RequestId main = -1, trial = -1;
-  bool thinking = true, done = false, following_trial = false;
+  bool thinking, done = false, following_trial = false;
   int thinking_tokens = 0, last_trial_at = 0, thinking_at_boundary = 0;
   std::vector<std::pair<int32_t, bool>> held;  // the request's tokens after the boundary
   std::vector<int32_t> trial_tokens;
@@ -38,7 +38,7 @@ struct EarlyExit::State : std::enable_shared_from_this<State> {
   EarlyExitResult result;
 
   State(Scheduler& scheduler, Request r, EarlyExitParams p, TokenCallbackFn cb)
-      : s(scheduler), request(std::move(r)), params(std::move(p)), on_token(std::move(cb)) {}
+      : s(scheduler), request(std::move(r)), params(std::move(p)), on_token(std::move(cb)), thinking(params.starts_inside) {}
 
   void emit(int32_t token, bool inserted) {
     result.tokens.push_back(token);
@@ -64,6 +64,8 @@ struct EarlyExit::State : std::enable_shared_from_this<State> {
       if (thinking) {
         if (e.token == params.close_token) thinking = false;
         else ++thinking_tokens;
+      } else if (e.token == params.open_token) {
+        thinking = true;
       }
       if (trial >= 0) held.push_back({e.token, e.inserted});
       else emit(e.token, e.inserted);

@@ -23,6 +23,8 @@ class Tokenizer;
 
 struct EarlyExitParams {
   int32_t close_token = -1;  // closes thinking (e.g. </think>); required
+  int32_t open_token = -1;   // opens it (e.g. <think>), for models that open it themselves
+  bool starts_inside = true;  // the prompt opened it
   std::vector<int32_t> boundaries;  // tokens after which a trial is made
   std::vector<int32_t> trial_cue;   // inserted after the close, before the trial answer
   int trial_tokens = 8;             // tokens of the trial answer the decision looks at
@@ -47,7 +49,6 @@ struct EarlyExitResult {
 // (inserted ones flagged) and a final event with done set.
 class EarlyExit {
  public:
-  // The request must start inside its thinking block (the prompt opened it).
   EarlyExit(Scheduler& scheduler, Request request, EarlyExitParams params, TokenCallbackFn on_token = {});
   // Cancels what still runs (events that arrive later find the state still alive).
   ~EarlyExit();
