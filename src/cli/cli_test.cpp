@@ -193,6 +193,15 @@ TEST_F(Cli, ContemplateWithSubAgentsWritesTheAgentTrace) {
   }
   EXPECT_NE(muse("contemplate -m " + *model_ + " -p hi --mode vote --depth 2").code, 0);
   EXPECT_NE(muse("contemplate -m " + *model_ + " -p hi --mode swarm").code, 0);
+  EXPECT_NE(muse("contemplate -m " + *model_ + " -p hi --mode tool --join synthesis").code, 0);
+  // Parallel thinking joined by a synthesis pass instead of the vote.
+  const std::string trace = testing::temp_path("synthesis.json");
+  const Result r = muse("contemplate -m " + *model_ + " -p 'What is 2+2?' --agents 2 --budget 5 --join synthesis --json " + trace);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const Json j = Json::parse(testing::read_file(trace));
+  EXPECT_EQ(j.at("join").as_string(), "synthesis");
+  EXPECT_GT(j.at("synthesis_tokens").as_int(), 0);
+  EXPECT_LE(j.at("synthesis_tokens").as_int(), 5);
 }
 
 // `muse eval-data` writes a question set `muse eval` reads; eval reports every mode as a

@@ -165,7 +165,7 @@ int run_agents(const Args& a, const Model& model, const Tokenizer& tokenizer, co
 int cmd_contemplate(const Argv& argv) {
   std::set<std::string> known = generation_flags();
   known.insert({"-m", "-p", "-f", "-s", "-t", "-c", "--agents", "--budget", "--stop-below",
-                "--think", "--json", "--mode", "--depth", "--max-total-tokens", "--timeout", "--think-budget"});
+                "--think", "--json", "--mode", "--join", "--depth", "--max-total-tokens", "--timeout", "--think-budget"});
   const Args a(argv, known, {});
   const auto model = Model::load(model_path(a));
   const auto tokenizer = Tokenizer::from_gguf(model->file());
@@ -195,9 +195,12 @@ int cmd_contemplate(const Argv& argv) {
                    {"content", Json(a.has("-p") ? a.get("-p") : read_text_file(a.get("-f")))}}));
   chat.messages = Json(std::move(messages));
   chat.enable_thinking = a.get("--think", "on") != "off";
+  if (a.has("--join") && mode != "vote") fail("--join is for --mode vote");
   if (mode != "vote") return run_agents(a, *model, *tokenizer, *chat_template, chat, generation, mode);
   for (const char* flag : {"--depth", "--max-total-tokens", "--timeout", "--think-budget"})
     if (a.has(flag)) fail(flag, " is for --mode tool or markup");
+  const std::string join = a.get("--join", "vote");
+  if (join != "vote" && join != "synthesis") fail("--join must be vote or synthesis");
   const std::vector<int32_t> prompt =
       chat_prompt_tokens(*tokenizer, render_chat_prompt(*chat_template, chat));
 
@@ -226,10 +229,35 @@ int cmd_contemplate(const Argv& argv) {
     lanes.draw(lines);
   };
   const ParallelThinkingResult r = think_in_parallel(scheduler, *tokenizer, prompt, params, draw);
+  // The synthesis pass: one more turn that reads the traces' answers and settles on one.
+  std::string synthesized;
+  int synthesis_tokens = 0;
+  if (join == "synthesis") {
+    ChatRequest synthesis = chat;
+    synthesis.messages = synthesis_messages(chat.messages, r.traces);
+    const std::string rendered = render_chat_prompt(*chat_template, synthesis);
+    Request req;
+    req.prompt = chat_prompt_tokens(*tokenizer, rendered);
+    req.max_tokens = params.max_tokens;
+    req.sampling = generation.sampling;
+    std::vector<int32_t> out;
+    scheduler.submit(std::move(req), [&](const TokenEvent& e) {
+      if (e.token >= 0 && !tokenizer->is_eog(e.token)) out.push_back(e.token);
+    });
+    scheduler.run_until_idle();
+    synthesis_tokens = int(out.size());
+    OutputFormat format = detect_output_format(chat_template->source());
+    format.starts_in_reasoning = prompt_opens_reasoning(rendered, format.reasoning);
+    OutputParser parser(format, 0);
+    parser.feed(tokenizer->decode(out, true));
+    parser.finish();
+    synthesized = parser.total().content;
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  const std::string shown = r.answer.empty() ? "(no agent reached an answer)" : r.answer;
+  const std::string& answer = join == "synthesis" ? synthesized : r.answer;
+  const std::string shown = answer.empty() ? "(no agent reached an answer)" : answer;
   std::fwrite(shown.data(), 1, shown.size(), stdout);
   std::fputc('\n', stdout);
   int stopped = 0;
@@ -239,6 +267,7 @@ int cmd_contemplate(const Argv& argv) {
                "%.0f%% of the vote\n",
                params.traces, stopped, r.generated_tokens, seconds,
                r.generated_tokens / std::max(seconds, 1e-9), 100 * r.answer_weight);
+  if (join == "synthesis") std::fprintf(stderr, "synthesis: %d tokens\n", synthesis_tokens);
   if (a.has("--json")) {
     Json::Array traces;
     for (const TraceResult& t : r.traces)
@@ -249,8 +278,11 @@ int cmd_contemplate(const Argv& argv) {
                             {"cached_prompt_tokens", Json(int64_t(t.cached_prompt_tokens))},
                             {"answer", Json(t.answer)},
                             {"text", Json(t.text)}}));
-    const Json out(Json::Object{{"answer", Json(r.answer)},
+    const Json out(Json::Object{{"answer", Json(answer)},
+                                {"join", Json(join)},
+                                {"voted_answer", Json(r.answer)},
                                 {"answer_weight", Json(r.answer_weight)},
+                                {"synthesis_tokens", Json(synthesis_tokens)},
                                 {"prompt_tokens", Json(int64_t(prompt.size()))},
                                 {"generated_tokens", Json(int64_t(r.generated_tokens))},
                                 {"seconds", Json(seconds)},

@@ -23,7 +23,7 @@ EvalMode parse_eval_mode(const std::string& text) {
   m.name = text;
   const size_t colon = text.find(':');
   const std::string head = text.substr(0, colon);
-  const std::string arg = colon == std::string::npos ? "" : text.substr(colon + 1);
+  std::string arg = colon == std::string::npos ? "" : text.substr(colon + 1);
   auto number = [&](double lo, double hi) {
     size_t used = 0;
     double v = 0;
@@ -48,9 +48,11 @@ EvalMode parse_eval_mode(const std::string& text) {
     if (!arg.empty()) m.threshold = float(number(0, 1));
   } else if (head == "contemplate") {
     m.kind = EvalModeKind::kContemplate;
+    m.synthesis = arg.size() > 6 && arg.compare(arg.size() - 6, 6, ":synth") == 0;
+    if (m.synthesis) arg.resize(arg.size() - 6);
     m.agents = int(number(1, 64));
   } else {
-    fail("unknown mode \"", text, "\" (no-think, think, budget:N, deer[:THRESHOLD], contemplate:N)");
+    fail("unknown mode \"", text, "\" (no-think, think, budget:N, deer[:THRESHOLD], contemplate:N[:synth])");
   }
   return m;
 }
@@ -68,7 +70,8 @@ struct JobResult {
 class Job {
  public:
   virtual ~Job() = default;
-  virtual bool done() const = 0;
+  // Whether it has finished (a job with several stages starts the next one here).
+  virtual bool poll() = 0;
   virtual JobResult result() = 0;
   virtual long long tokens_so_far() const = 0;
 };
@@ -82,13 +85,18 @@ struct Prompter {
   std::string system_prompt;
   bool enable_thinking = true;
 
+  Json messages(const EvalItem& item) const {
+    Json::Array m;
+    if (!system_prompt.empty()) m.push_back(Json(Json::Object{{"role", Json("system")}, {"content", Json(system_prompt)}}));
+    m.push_back(Json(Json::Object{{"role", Json("user")}, {"content", Json(item.question)}}));
+    return Json(std::move(m));
+  }
   std::vector<int32_t> prompt(const EvalItem& item, bool* opens_reasoning) const {
+    return prompt(messages(item), opens_reasoning);
+  }
+  std::vector<int32_t> prompt(const Json& messages, bool* opens_reasoning) const {
     ChatRequest r;
-    Json::Array messages;
-    if (!system_prompt.empty())
-      messages.push_back(Json(Json::Object{{"role", Json("system")}, {"content", Json(system_prompt)}}));
-    messages.push_back(Json(Json::Object{{"role", Json("user")}, {"content", Json(item.question)}}));
-    r.messages = Json(std::move(messages));
+    r.messages = messages;
     r.enable_thinking = enable_thinking;
     const std::string rendered = render_chat_prompt(chat_template, r);
     *opens_reasoning = prompt_opens_reasoning(rendered, format.reasoning);
@@ -119,9 +127,12 @@ struct Prompter {
 class PlainJob : public Job {
  public:
   PlainJob(Scheduler& s, const Prompter& p, const EvalItem& item, const EvalMode& mode, const EvalSettings& settings)
+      : PlainJob(s, p, p.messages(item), item, mode, settings) {}
+  PlainJob(Scheduler& s, const Prompter& p, const Json& messages, const EvalItem& item, const EvalMode& mode,
+           const EvalSettings& settings)
       : scheduler_(s), prompter_(p), state_(std::make_shared<State>()) {
     Request r;
-    r.prompt = p.prompt(item, &opens_);
+    r.prompt = p.prompt(messages, &opens_);
     r.max_tokens = settings.max_tokens;
     r.sampling = settings.sampling;
     r.thinking = p.thinking(mode.kind == EvalModeKind::kBudget ? mode.budget : -1, opens_);
@@ -137,7 +148,7 @@ class PlainJob : public Job {
   ~PlainJob() override {
     if (!state_->done) scheduler_.cancel(id_);
   }
-  bool done() const override { return state_->done; }
+  bool poll() override { return state_->done; }
   long long tokens_so_far() const override { return (long long)state_->tokens.size(); }
   JobResult result() override {
     return {prompter_.content(state_->tokens, opens_), state_->thinking_tokens, int(state_->tokens.size())};
@@ -176,7 +187,7 @@ class EarlyExitJob : public Job {
     params.threshold = mode.threshold;
     run_ = std::make_unique<EarlyExit>(s, std::move(r), params);
   }
-  bool done() const override { return run_->done(); }
+  bool poll() override { return run_->done(); }
   long long tokens_so_far() const override { return (long long)run_->result().tokens.size(); }
   JobResult result() override {
     const EarlyExitResult r = run_->result();
@@ -192,7 +203,8 @@ class EarlyExitJob : public Job {
 class ContemplateJob : public Job {
  public:
   ContemplateJob(Scheduler& s, const Prompter& p, const EvalItem& item, const EvalMode& mode,
-                 const EvalSettings& settings) {
+                 const EvalSettings& settings)
+      : scheduler_(s), prompter_(p), item_(item), mode_(mode), settings_(settings) {
     bool opens = false;
     const std::vector<int32_t> prompt = p.prompt(item, &opens);
     ParallelThinkingParams params;
@@ -211,19 +223,42 @@ class ContemplateJob : public Job {
     };
     run_ = std::make_unique<ParallelThinking>(s, p.tokenizer, prompt, params);
   }
-  bool done() const override { return run_->done(); }
+  bool poll() override {
+    if (!run_->done()) return false;
+    if (!mode_.synthesis) return true;
+    if (!synthesis_) {
+      // The traces are in: one more request compares their answers.
+      traces_ = run_->result();
+      synthesis_ = std::make_unique<PlainJob>(
+          scheduler_, prompter_, synthesis_messages(prompter_.messages(item_), traces_.traces), item_, mode_, settings_);
+    }
+    return synthesis_->poll();
+  }
   long long tokens_so_far() const override {
-    long long n = 0;
+    long long n = synthesis_ ? synthesis_->tokens_so_far() : 0;
     for (const TraceResult& t : run_->traces()) n += (long long)t.tokens.size();
     return n;
   }
   JobResult result() override {
+    if (synthesis_) {
+      JobResult r = synthesis_->result();
+      r.reasoning_tokens += traces_.thinking_tokens;
+      r.total_tokens += traces_.generated_tokens;
+      return r;
+    }
     const ParallelThinkingResult r = run_->result();
     return {r.answer.empty() ? "" : "Answer: " + r.answer, r.thinking_tokens, r.generated_tokens};
   }
 
  private:
+  Scheduler& scheduler_;
+  const Prompter& prompter_;
+  const EvalItem& item_;
+  const EvalMode& mode_;
+  const EvalSettings& settings_;
   std::unique_ptr<ParallelThinking> run_;
+  ParallelThinkingResult traces_;
+  std::unique_ptr<PlainJob> synthesis_;
 };
 
 double mean(double sum, size_t n) { return n ? sum / double(n) : 0; }
@@ -271,7 +306,7 @@ ModeReport run_eval(Scheduler& scheduler, const Tokenizer& tokenizer, const Chat
   };
   std::deque<Running> running;
   size_t next = 0;
-  int answered = 0;
+  int answered = 0, idle_steps = 0;
   long long finished_tokens = 0;
   const auto t0 = Clock::now();
   auto start = [&](size_t i) {
@@ -291,9 +326,10 @@ ModeReport run_eval(Scheduler& scheduler, const Tokenizer& tokenizer, const Chat
   for (;;) {
     while (next < items.size() && int(running.size()) < settings.concurrency) start(next++);
     if (running.empty()) break;
+    const int before = int(running.size());
     const bool worked = scheduler.step();
     for (auto it = running.begin(); it != running.end();) {
-      if (!it->job->done()) {
+      if (!it->job->poll()) {
         ++it;
         continue;
       }
@@ -315,8 +351,11 @@ ModeReport run_eval(Scheduler& scheduler, const Tokenizer& tokenizer, const Chat
       for (const Running& r : running) tokens += r.job->tokens_so_far();
       progress(answered, int(items.size()), tokens);
     }
-    if (!worked && !running.empty() && std::none_of(running.begin(), running.end(), [](const Running& r) { return r.job->done(); }))
-      fail("eval: the scheduler stopped with questions unanswered");
+    // A step with nothing to do right after a job starts its next stage is normal; twice in a
+    // row with nothing answered means no question can move.
+    const bool answered_now = int(running.size()) < before;
+    idle_steps = worked || answered_now ? 0 : idle_steps + 1;
+    if (idle_steps > 2) fail("eval: the scheduler stopped with questions unanswered");
   }
   report.wall_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   double correct = 0, reasoning = 0, total = 0;

@@ -23,17 +23,20 @@ enum class EvalModeKind {
   kThink,        // thinking on, unbounded
   kBudget,       // thinking on, at most `budget` tokens (then closed with Qwen3's cue)
   kEarlyExit,    // thinking on, ended early when a trial answer is confident (DEER)
-  kContemplate,  // `agents` parallel thinking traces, confidence-weighted vote
+  kContemplate,  // `agents` parallel thinking traces, joined by a confidence-weighted vote or
+                 // (synthesis) by a pass that compares their answers
 };
 
 struct EvalMode {
   EvalModeKind kind = EvalModeKind::kThink;
   int budget = 0;
   int agents = 0;
+  bool synthesis = false;
   float threshold = 0.95f;
   std::string name;  // as given: "budget:256"
 };
-// "no-think" | "think" | "budget:N" | "deer[:THRESHOLD]" | "contemplate:N"; throws otherwise.
+// "no-think" | "think" | "budget:N" | "deer[:THRESHOLD]" | "contemplate:N[:synth]"; throws
+// otherwise.
 EvalMode parse_eval_mode(const std::string& text);
 
 struct EvalSettings {

@@ -22,7 +22,9 @@ TEST(EvalModes, ParseAndRefuse) {
   EXPECT_FLOAT_EQ(parse_eval_mode("deer").threshold, 0.95f);
   EXPECT_FLOAT_EQ(parse_eval_mode("deer:0.8").threshold, 0.8f);
   EXPECT_EQ(parse_eval_mode("contemplate:4").agents, 4);
-  for (const char* bad : {"", "thinking", "budget", "budget:-1", "budget:x", "deer:2", "contemplate:0", "think:1"})
+  EXPECT_TRUE(parse_eval_mode("contemplate:3:synth").synthesis);
+  EXPECT_FALSE(parse_eval_mode("contemplate:3").synthesis);
+  for (const char* bad : {"", "thinking", "budget", "budget:-1", "budget:x", "deer:2", "contemplate:0", "think:1", "contemplate:synth"})
     EXPECT_THROW(parse_eval_mode(bad), Error) << bad;
 }
 
@@ -83,12 +85,12 @@ TEST_F(EvalRunnerTest, EveryModeFinishes) {
   settings.max_tokens = 12;
   settings.concurrency = 2;
   settings.sampling.temperature = 0.8f;
-  for (const char* name : {"no-think", "think", "budget:4", "deer:0.5", "contemplate:3"}) {
+  for (const char* name : {"no-think", "think", "budget:4", "deer:0.5", "contemplate:3", "contemplate:2:synth"}) {
     const EvalMode mode = parse_eval_mode(name);
     check_eval_mode(*tokenizer_, *chat_template_, mode);
     const ModeReport r = run_eval(s, *tokenizer_, *chat_template_, items, mode, settings);
     ASSERT_EQ(r.items.size(), 3u) << name;
-    const int per_question = mode.kind == EvalModeKind::kContemplate ? 3 * 12 : 12;
+    const int per_question = mode.kind != EvalModeKind::kContemplate ? 12 : (mode.agents + mode.synthesis) * 12;
     for (const ItemOutcome& o : r.items) {
       EXPECT_GT(o.total_tokens, 0) << name;
       EXPECT_LE(o.total_tokens, per_question) << name;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <deque>
 #include <limits>
 #include <map>
@@ -21,6 +22,30 @@ std::string answer_after_thinking(const std::string& text) {
   std::string a = close == std::string::npos ? text : text.substr(close + 8);
   const size_t b = a.find_first_not_of(" \t\r\n"), e = a.find_last_not_of(" \t\r\n");
   return b == std::string::npos ? std::string() : a.substr(b, e - b + 1);
+}
+
+Json synthesis_messages(const Json& messages, const std::vector<TraceResult>& traces) {
+  if (!messages.is_array() || messages.as_array().empty()) fail("synthesis: no messages");
+  Json out = messages;
+  Json::Array& list = out.mutable_array();
+  const auto last_user = std::find_if(list.rbegin(), list.rend(), [](const Json& m) {
+    const Json* role = m.is_object() ? m.find("role") : nullptr;
+    return role && role->is_string() && role->as_string() == "user";
+  });
+  if (last_user == list.rend()) fail("synthesis: no user message to extend");
+  std::string text = last_user->at("content").is_string() ? last_user->at("content").as_string() : "";
+  text += "\n\nIndependent attempts at this problem gave these answers:\n";
+  int shown = 0;
+  for (const TraceResult& t : traces) {
+    if (t.answer.empty()) continue;
+    char head[64];
+    std::snprintf(head, sizeof head, "\nAttempt %d (confidence %.2f):\n", ++shown, double(t.confidence));
+    text += head + (t.answer.size() > 2000 ? t.answer.substr(0, 2000) + " [...]" : t.answer) + "\n";
+  }
+  if (shown == 0) text += "\n(none of the attempts reached an answer)\n";
+  text += "\nCompare them, settle any disagreement by checking the work, and give the final answer.";
+  last_user->mutable_object().insert_or_assign("content", Json(text));
+  return out;
 }
 
 std::string confidence_weighted_vote(const std::vector<TraceResult>& traces, double* share) {

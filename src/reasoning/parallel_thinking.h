@@ -12,6 +12,7 @@
 
 #include "runtime/sampler.h"
 #include "runtime/scheduler.h"
+#include "util/json.h"
 
 namespace muse {
 
@@ -85,6 +86,11 @@ ParallelThinkingResult think_in_parallel(Scheduler& scheduler, const Tokenizer& 
 // seen first); `share` gets its weight over the total.
 std::string confidence_weighted_vote(const std::vector<TraceResult>& traces,
                                      double* share = nullptr);
+
+// The synthesis pass (the other way to join traces): the conversation with its last user turn
+// extended by the traces' answers (each with its confidence), asking the model to compare them
+// and give one final answer. One user turn, so templates that insist on alternating roles accept it.
+Json synthesis_messages(const Json& messages, const std::vector<TraceResult>& traces);
 
 // The default answer extractor: the text after the last "</think>" (or all of it), trimmed.
 std::string answer_after_thinking(const std::string& text);

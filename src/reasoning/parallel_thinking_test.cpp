@@ -10,6 +10,7 @@
 #include "model/model.h"
 #include "testing/test_support.h"
 #include "tokenizer/tokenizer.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 
 namespace muse {
@@ -31,6 +32,23 @@ TEST(ConfidenceVote, WeighsAnswersByTheirTracesConfidence) {
   EXPECT_EQ(share, 0);
   EXPECT_EQ(answer_after_thinking("<think>hmm</think>\n\n 42 \n"), "42");
   EXPECT_EQ(answer_after_thinking("  just this "), "just this");
+}
+
+// The synthesis turn extends the last user message with every answered trace.
+TEST(ConfidenceVote, SynthesisMessagesListTheAnswers) {
+  std::vector<TraceResult> t(3);
+  t[0].answer = "4", t[0].confidence = 2.5f;
+  t[2].answer = "5", t[2].confidence = 1.0f;  // t[1] never answered: left out
+  const Json messages = Json::parse(R"([{"role":"system","content":"Be brief."},{"role":"user","content":"2+2?"}])");
+  const Json m = synthesis_messages(messages, t);
+  ASSERT_EQ(m.as_array().size(), 2u);
+  EXPECT_EQ(m[0].at("content").as_string(), "Be brief.");
+  const std::string& text = m[1].at("content").as_string();
+  EXPECT_EQ(text.rfind("2+2?", 0), 0u);
+  EXPECT_NE(text.find("Attempt 1 (confidence 2.50):\n4"), std::string::npos) << text;
+  EXPECT_NE(text.find("Attempt 2 (confidence 1.00):\n5"), std::string::npos);
+  EXPECT_EQ(text.find("Attempt 3"), std::string::npos);
+  EXPECT_THROW(synthesis_messages(Json::parse(R"([{"role":"system","content":"x"}])"), t), Error);
 }
 
 // -mean log p of the top k, against float64 by hand.
