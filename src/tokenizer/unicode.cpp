@@ -81,6 +81,20 @@ RegexSplitter::RegexSplitter(const std::vector<std::string>& patterns) {
   }
 }
 
+bool regex_search(std::string_view pattern, std::string_view text) {
+  UErrorCode status = U_ZERO_ERROR;
+  UParseError where;
+  std::unique_ptr<icu::RegexPattern> compiled(icu::RegexPattern::compile(
+      icu::UnicodeString::fromUTF8(icu::StringPiece(pattern.data(), int32_t(pattern.size()))), 0, where, status));
+  if (U_FAILURE(status)) fail("bad regex \"", std::string(pattern), "\": ", u_errorName(status));
+  std::unique_ptr<icu::RegexMatcher> matcher(compiled->matcher(status));
+  std::unique_ptr<UText, UTextCloser> utext(utext_openUTF8(nullptr, text.data(), int64_t(text.size()), &status));
+  matcher->reset(utext.get());
+  const bool found = matcher->find(status);
+  if (U_FAILURE(status)) fail("regex \"", std::string(pattern), "\": ", u_errorName(status));
+  return found;
+}
+
 RegexSplitter::~RegexSplitter() = default;
 RegexSplitter::RegexSplitter(RegexSplitter&&) noexcept = default;
 RegexSplitter& RegexSplitter::operator=(RegexSplitter&&) noexcept = default;

@@ -36,4 +36,8 @@ class RegexSplitter {
   std::vector<std::unique_ptr<Compiled>> patterns_;
 };
 
+// Whether ICU regex `pattern` (Perl-like syntax) matches anywhere in `text`; a pattern that does
+// not compile throws muse::Error. Answer checkers use it.
+bool regex_search(std::string_view pattern, std::string_view text);
+
 }  // namespace muse
