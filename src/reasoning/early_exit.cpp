@@ -42,13 +42,23 @@ struct EarlyExit::State : std::enable_shared_from_this<State> {
 
   void emit(int32_t token, bool inserted) {
     result.tokens.push_back(token);
-    if (on_token) on_token({main, token, false, FinishReason::kLength, 0, inserted});
+    if (!on_token) return;
+    TokenEvent e;
+    e.id = main;
+    e.token = token;
+    e.inserted = inserted;
+    on_token(e);
   }
   void finish(FinishReason why) {
     done = true;
     result.finish = why;
     if (!result.exited) result.thinking_tokens = thinking_tokens;
-    if (on_token) on_token({main, -1, true, why, 0, false});
+    if (!on_token) return;
+    TokenEvent e;
+    e.id = main;
+    e.done = true;
+    e.finish = why;
+    on_token(e);
   }
   void forget(RequestId id) {
     try {

@@ -60,6 +60,25 @@ float token_confidence(const float* logits, int n_vocab, int k) {
   return finite ? float(-sum_logp / finite) : 0.0f;
 }
 
+float token_logprob(const float* logits, int n_vocab, int32_t token, int n,
+                    std::vector<std::pair<int32_t, float>>* top) {
+  const float mx = *std::max_element(logits, logits + n_vocab);
+  double sum = 0;
+  for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
+  const double log_z = double(mx) + std::log(sum);
+  if (top) {
+    top->clear();
+    n = std::clamp(n, 0, n_vocab);
+    std::vector<int32_t> ids(static_cast<size_t>(n_vocab));
+    for (int i = 0; i < n_vocab; ++i) ids[static_cast<size_t>(i)] = i;
+    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (int i = 0; i < n; ++i) top->push_back({ids[size_t(i)], float(double(logits[ids[size_t(i)]]) - log_z)});
+  }
+  return float(double(logits[token]) - log_z);
+}
+
 Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
                      const SchedulerConfig& config)
     : model_(model),
@@ -316,8 +335,9 @@ bool Scheduler::step() {
     // The whole step holds the lock (submit() waits at most one pass); callbacks run after it.
     std::lock_guard<std::mutex> lock(mu_);
     auto emit = [&](Active& a, int32_t token, bool last, FinishReason why, float confidence = 0,
-                    bool inserted = false) {
-      if (a.on_token) events.push_back({a.on_token, {a.id, token, last, why, confidence, inserted}});
+                    bool inserted = false, float logprob = 0, std::vector<std::pair<int32_t, float>> top = {}) {
+      if (a.on_token)
+        events.push_back({a.on_token, {a.id, token, last, why, confidence, inserted, logprob, std::move(top)}});
     };
     worked = advance(emit);
   }
@@ -419,10 +439,12 @@ bool Scheduler::advance(const Emit& emit) {
     // Sample where a sequence reached its end (each request has its own sampler, so they draw
     // in parallel), then retire finished requests in order.
     struct Draw {
-      Active* a;
-      float* logits;
+      Active* a = nullptr;
+      float* logits = nullptr;
       int32_t token = -1;
       float confidence = 0;
+      float logprob = 0;
+      std::vector<std::pair<int32_t, float>> top;
       bool failed = false;
     };
     std::vector<Draw> draws;
@@ -447,16 +469,23 @@ bool Scheduler::advance(const Emit& emit) {
         emit(a, -1, true, FinishReason::kLength);
         continue;
       }
-      draws.push_back({&a, l});
+      draws.emplace_back();
+      draws.back().a = &a;
+      draws.back().logits = l;
     }
     pool_.parallel_for(int64_t(draws.size()), [&](int64_t i, int) {
       Draw& d = draws[size_t(i)];
       try {
         ThinkingState& thinking = d.a->thinking;
+        const Request& r = d.a->request;
+        // Probabilities are the model's: taken before the budget's mask (the sampler copies).
+        if (r.confidence_top_k > 0) d.confidence = token_confidence(d.logits, V, r.confidence_top_k);
+        std::vector<float> raw;
+        if (r.logprobs >= 0) raw.assign(d.logits, d.logits + V);
         thinking.mask(d.logits);
         d.token = thinking.must_close() ? thinking.close_token() : d.a->sampler->sample(d.logits, V);
         d.a->sampler->accept(d.token);
-        if (d.a->request.confidence_top_k > 0) d.confidence = token_confidence(d.logits, V, d.a->request.confidence_top_k);
+        if (r.logprobs >= 0) d.logprob = token_logprob(raw.data(), V, d.token, r.logprobs, &d.top);
       } catch (...) {  // (submit() validated the settings; this ends only this request)
         d.failed = true;
       }
@@ -495,7 +524,8 @@ bool Scheduler::advance(const Emit& emit) {
         }
         if (was_thinking && !a.thinking.inside() && st.thinking_seconds == 0)
           st.thinking_seconds = std::max(1e-9, seconds_between(a.first_token, now));
-        emit(a, t, last, why, k == 0 ? d.confidence : 0.0f, k > 0);
+        if (k == 0) emit(a, t, last, why, d.confidence, false, d.logprob, d.top);
+        else emit(a, t, last, why, 0.0f, true);
         if (last) {
           finish(a, why);
           break;

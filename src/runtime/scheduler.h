@@ -64,11 +64,18 @@ struct Request {
   // With k > 0, every token event carries the model's confidence at that step (see
   // token_confidence), for callers that stop or weigh low-confidence generations.
   int confidence_top_k = 0;
+  // With n >= 0, every sampled token's event carries its log-probability and the n most likely
+  // tokens' (OpenAI's logprobs / top_logprobs), from the model's distribution.
+  int logprobs = -1;
 };
 
 // DeepConf's token confidence: minus the mean log-probability of the k most likely tokens. A
 // peaked distribution (one likely token, the rest improbable) scores high; a flat one low.
 float token_confidence(const float* logits, int n_vocab, int k);
+
+// The log-probability of `token` under softmax(logits), and the n most likely tokens' (n may be 0).
+float token_logprob(const float* logits, int n_vocab, int32_t token, int n,
+                    std::vector<std::pair<int32_t, float>>* top);
 
 struct RequestStats {
   int prompt_tokens = 0;
@@ -93,6 +100,8 @@ struct TokenEvent {
   FinishReason finish = FinishReason::kLength;
   float confidence = 0;  // with Request::confidence_top_k > 0
   bool inserted = false;  // not sampled: inserted by the thinking budget (its cue and close)
+  float logprob = 0;      // with Request::logprobs >= 0
+  std::vector<std::pair<int32_t, float>> top_logprobs;  // most likely first
 };
 using TokenCallbackFn = std::function<void(const TokenEvent&)>;
 

@@ -440,3 +440,48 @@ TEST_F(SchedulerTest, GrammarConstrainsItsRequest) {
 
 }  // namespace
 }  // namespace muse
+
+namespace muse {
+namespace {
+
+// Log-probabilities: against float64 by hand, and on events (the greedy token is the most
+// likely one; probabilities of the top tokens are ordered and at most 1 in sum).
+TEST(TokenLogprob, MatchesLogSoftmax) {
+  const std::vector<float> logits = {1.0f, 3.0f, -2.0f, 3.0f, 0.5f};
+  double z = 0;
+  for (float x : logits) z += std::exp(double(x));
+  std::vector<std::pair<int32_t, float>> top;
+  EXPECT_NEAR(token_logprob(logits.data(), 5, 4, 3, &top), 0.5 - std::log(z), 1e-6);
+  ASSERT_EQ(top.size(), 3u);
+  EXPECT_EQ(top[0].first, 1);  // a tie: the lower id first
+  EXPECT_EQ(top[1].first, 3);
+  EXPECT_EQ(top[2].first, 0);
+  EXPECT_NEAR(top[2].second, 1.0 - std::log(z), 1e-6);
+}
+
+TEST_F(SchedulerTest, EventsCarryLogprobs) {
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  Request r = request(prompt(20, 6), 6);
+  r.logprobs = 4;
+  std::vector<TokenEvent> events;
+  s.submit(r, [&](const TokenEvent& e) {
+    if (e.token >= 0) events.push_back(e);
+  });
+  s.run_until_idle();
+  ASSERT_EQ(events.size(), 6u);
+  for (const TokenEvent& e : events) {
+    ASSERT_EQ(e.top_logprobs.size(), 4u);
+    EXPECT_EQ(e.top_logprobs[0].first, e.token);  // greedy
+    EXPECT_FLOAT_EQ(e.top_logprobs[0].second, e.logprob);
+    double p = 0;
+    for (size_t i = 0; i < 4; ++i) {
+      if (i) EXPECT_LE(e.top_logprobs[i].second, e.top_logprobs[i - 1].second);
+      p += std::exp(double(e.top_logprobs[i].second));
+    }
+    EXPECT_LE(p, 1.0 + 1e-5);
+    EXPECT_LT(e.logprob, 0);
+  }
+}
+
+}  // namespace
+}  // namespace muse
