@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config
           libgtest-dev libgmock-dev libbenchmark-dev
           libicu-dev
+          libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev
           clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do

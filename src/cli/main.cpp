@@ -28,6 +28,8 @@ constexpr const char* kUsage =
     "         (modes: no-think, think, budget:N, deer[:THRESHOLD], contemplate:N)\n"
     "  eval-data --task arithmetic|countdown|logic [--count N] [--seed S] [-o FILE.jsonl]\n"
     "                                             a synthetic question set with checked answers\n"
+    "  serve  [-m FILE] [--host 127.0.0.1] [--port 8080] [--api-key-file FILE] [-c CONTEXT]\n"
+    "                                             OpenAI-compatible API (/v1) and web app (/)\n"
     "  chat-template (--template FILE.jinja | -m FILE) --context CONTEXT.json [--now ISO-TIME]\n"
     "                                             render a chat template (Jinja) as-is\n"
     "  tokenize   -m FILE [--no-bos] [--no-special] (-p TEXT | -f FILE)\n"
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
     if (cmd == "contemplate") return muse::cmd_contemplate(args);
     if (cmd == "eval") return muse::cmd_eval(args);
     if (cmd == "eval-data") return muse::cmd_eval_data(args);
+    if (cmd == "serve") return muse::cmd_serve(args);
     if (cmd == "chat-template") return muse::cmd_chat_template(args);
     std::fprintf(stderr, "muse: unknown command \"%s\" (try muse --help)\n", cmd.c_str());
     return 2;

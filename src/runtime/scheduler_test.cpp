@@ -475,7 +475,9 @@ TEST_F(SchedulerTest, EventsCarryLogprobs) {
     EXPECT_FLOAT_EQ(e.top_logprobs[0].second, e.logprob);
     double p = 0;
     for (size_t i = 0; i < 4; ++i) {
-      if (i) EXPECT_LE(e.top_logprobs[i].second, e.top_logprobs[i - 1].second);
+      if (i) {
+        EXPECT_LE(e.top_logprobs[i].second, e.top_logprobs[i - 1].second);
+      }
       p += std::exp(double(e.top_logprobs[i].second));
     }
     EXPECT_LE(p, 1.0 + 1e-5);

@@ -1,0 +1,367 @@
+#include "server/generation.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "chat/chat_engine.h"
+#include "chat/chat_template.h"
+#include "evals/tasks.h"
+#include "model/model.h"
+#include "reasoning/parallel_thinking.h"
+#include "runtime/grammar.h"
+#include "util/utf8.h"
+
+namespace muse {
+
+Engine::Engine(const Model& m, const Tokenizer& t, const ChatTemplate& c, Scheduler& s, std::string name,
+               ServerLimits l)
+    : model(m),
+      tokenizer(t),
+      chat_template(c),
+      scheduler(s),
+      format(detect_output_format(c.source())),
+      model_name(std::move(name)),
+      limits(l) {
+  try {
+    tags = thinking_budget_for(t, format, -1, 0);
+  } catch (const Error&) {  // no single-token reasoning tags: no budgets, no reasoning counts
+  }
+}
+
+std::vector<int32_t> chat_prompt(const Engine& engine, const ChatParams& params, bool* opens_reasoning) {
+  ChatRequest r;
+  r.messages = params.messages;
+  r.tools = params.tools;
+  r.enable_thinking = params.enable_thinking;
+  std::string rendered;
+  try {
+    rendered = render_chat_prompt(engine.chat_template, r);
+  } catch (const Error& e) {  // the template raised: the conversation is not one it accepts
+    bad_request(std::string("the chat template refused these messages: ") + e.what(), "messages");
+  }
+  *opens_reasoning = prompt_opens_reasoning(rendered, engine.format.reasoning);
+  return chat_prompt_tokens(engine.tokenizer, rendered);
+}
+
+GenerationSpec chat_generation_spec(const Engine& engine, const ChatParams& p) {
+  bool opens = false;
+  GenerationSpec spec;
+  spec.prompt = chat_prompt(engine, p, &opens);
+  spec.n = p.n;
+  spec.max_tokens = p.max_tokens;
+  spec.sampling = p.sampling;
+  spec.stop = p.stop;
+  spec.grammar = p.grammar;
+  spec.logprobs = p.logprobs ? p.top_logprobs : -1;
+  spec.format = engine.format;
+  spec.format.starts_in_reasoning = opens;
+  if (p.tools.is_null()) spec.format.tool_calls = ToolCallSyntax::kNone;
+  if (engine.tags) {  // counts reasoning tokens; bounds them with a budget
+    spec.thinking = *engine.tags;
+    spec.thinking.starts_inside = opens;
+    spec.thinking.max_tokens = p.thinking_budget;
+    spec.thinking.min_tokens = p.min_thinking;
+  }
+  return spec;
+}
+
+struct Generation::Queue {
+  struct Item {
+    int choice;
+    TokenEvent event;
+    int thinking_tokens = 0;
+    int cached_tokens = 0;
+  };
+  std::mutex mu;
+  std::condition_variable ready;
+  std::deque<Item> items;
+};
+
+struct Generation::Choice {
+  RequestId id = -1;
+  StreamDecoder decoder;
+  StopMatcher stops;
+  OutputParser parser;
+  bool finished = false;  // its output has ended (the request may still be winding down)
+  bool request_done = false;
+  Choice(const Tokenizer& t, std::vector<std::string> stop, OutputFormat f, uint64_t seed)
+      : decoder(t, true), stops(std::move(stop)), parser(f, seed) {}
+};
+
+Generation::Generation(Engine& engine, GenerationSpec spec)
+    : engine_(engine), spec_(std::move(spec)), queue_(std::make_shared<Queue>()), start_(std::chrono::steady_clock::now()) {
+  const int context = engine.limits.max_context;
+  if (int(spec_.prompt.size()) >= context)
+    throw ApiError(400, "invalid_request_error",
+                   "the prompt is " + std::to_string(spec_.prompt.size()) + " tokens; this server's context is " +
+                       std::to_string(context),
+                   "messages", "context_length_exceeded");
+  spec_.max_tokens = std::min(spec_.max_tokens, context - int(spec_.prompt.size()));
+  std::shared_ptr<const Grammar> grammar;
+  if (!spec_.grammar.empty()) grammar = Grammar::parse(spec_.grammar);
+  totals_.resize(size_t(spec_.n));
+  Scheduler& s = engine.scheduler;
+  try {
+    for (int i = 0; i < spec_.n; ++i) {
+      auto c = std::make_unique<Choice>(engine.tokenizer, spec_.stop, spec_.format, spec_.id_seed + uint64_t(i));
+      Request r;
+      r.prompt = spec_.prompt;
+      r.max_tokens = spec_.max_tokens;
+      r.sampling = spec_.sampling;
+      r.sampling.seed = spec_.sampling.seed + uint64_t(i);
+      r.grammar = grammar;
+      r.thinking = spec_.thinking;
+      r.logprobs = spec_.logprobs;
+      // The callback runs on the scheduler's thread: it only queues (and reads the statistics
+      // it needs before the request is forgotten).
+      c->id = s.submit(std::move(r), [&s, q = queue_, i](const TokenEvent& e) {
+        Queue::Item item{i, e};
+        if (e.done) {
+          try {
+            const RequestStats st = s.stats(e.id);
+            item.thinking_tokens = st.thinking_tokens;
+            item.cached_tokens = st.cached_tokens;
+            s.forget(e.id);
+          } catch (const Error&) {
+          }
+        }
+        std::lock_guard<std::mutex> lock(q->mu);
+        q->items.push_back(std::move(item));
+        q->ready.notify_one();
+      });
+      choices_.push_back(std::move(c));
+    }
+  } catch (const ApiError&) {
+    cancel();
+    throw;
+  } catch (const Error& e) {
+    cancel();
+    bad_request(e.what());
+  }
+}
+
+Generation::~Generation() { cancel(); }
+
+void Generation::cancel() {
+  for (auto& c : choices_)
+    if (!c->request_done) engine_.scheduler.cancel(c->id);
+}
+
+bool Generation::done() const {
+  return std::all_of(choices_.begin(), choices_.end(), [](const auto& c) { return c->finished; });
+}
+
+Json Generation::logprob_entry(int32_t token, float logprob, const std::vector<std::pair<int32_t, float>>& top) const {
+  auto entry = [&](int32_t id, float lp) {
+    const std::string text = engine_.tokenizer.decode({id}, true);
+    Json::Array bytes;
+    for (unsigned char b : text) bytes.push_back(Json(int(b)));
+    std::string shown;
+    append_valid_utf8(text, shown, true);
+    return Json::Object{{"token", Json(shown)}, {"logprob", Json(double(lp))}, {"bytes", Json(std::move(bytes))}};
+  };
+  Json::Object e = entry(token, logprob);
+  Json::Array alternatives;
+  for (const auto& [id, lp] : top) alternatives.push_back(Json(entry(id, lp)));
+  e.emplace("top_logprobs", Json(std::move(alternatives)));
+  return Json(std::move(e));
+}
+
+void Generation::on_event(int choice, const TokenEvent& e, std::vector<Delta>& out) {
+  Choice& c = *choices_[size_t(choice)];
+  ChoiceTotals& total = totals_[size_t(choice)];
+  Delta d;
+  d.choice = choice;
+  auto take = [&](const OutputDelta& o) {
+    d.reasoning += o.reasoning;
+    d.content += o.content;
+    d.tool_calls.insert(d.tool_calls.end(), o.tool_calls.begin(), o.tool_calls.end());
+  };
+  auto feed = [&](const std::string& text) {
+    if (spec_.raw) d.content += text;
+    else take(c.parser.feed(text));
+  };
+  auto finish = [&](const std::string& reason) {
+    if (!spec_.raw) take(c.parser.finish());
+    c.finished = true;
+    d.finish_reason = reason == "stop" && !(total.tool_calls.empty() && d.tool_calls.empty()) ? "tool_calls" : reason;
+  };
+  if (e.token >= 0 && !c.finished) {
+    if (ttft_ == 0) ttft_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    ++total.tokens;
+    if (!engine_.tokenizer.is_eog(e.token) || e.inserted) {
+      const std::string text = c.decoder.push(e.token);
+      if (spec_.logprobs >= 0 && !e.inserted) {
+        if (d.logprobs.is_null()) d.logprobs = Json(Json::Array{});
+        d.logprobs.mutable_array().push_back(logprob_entry(e.token, e.logprob, e.top_logprobs));
+      }
+      const StopMatcher::Result r = c.stops.feed(text);
+      feed(r.text);
+      if (r.reason == StopMatcher::Reason::kStopString) {
+        engine_.scheduler.cancel(c.id);
+        finish("stop");
+      }
+    }
+  }
+  if (e.done) {
+    c.request_done = true;
+    if (!c.finished) {
+      const StopMatcher::Result tail = c.stops.feed(c.decoder.flush());
+      feed(tail.text);
+      if (tail.reason != StopMatcher::Reason::kStopString) feed(c.stops.flush());
+      finish(tail.reason == StopMatcher::Reason::kStopString ? "stop" : finish_reason_name(e.finish));
+    }
+  }
+  if (d.reasoning.empty() && d.content.empty() && d.tool_calls.empty() && d.logprobs.is_null() && d.finish_reason.empty())
+    return;
+  total.reasoning += d.reasoning;
+  total.content += d.content;
+  total.tool_calls.insert(total.tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+  if (!d.logprobs.is_null())
+    for (const Json& x : d.logprobs.as_array()) total.logprobs.mutable_array().push_back(x);
+  if (!d.finish_reason.empty()) {
+    total.finish_reason = d.finish_reason;
+    total.done = true;
+  }
+  out.push_back(std::move(d));
+}
+
+std::vector<Delta> Generation::poll(std::chrono::milliseconds wait) {
+  std::deque<Queue::Item> items;
+  {
+    std::unique_lock<std::mutex> lock(queue_->mu);
+    queue_->ready.wait_for(lock, wait, [&] { return !queue_->items.empty(); });
+    items.swap(queue_->items);
+  }
+  std::vector<Delta> out;
+  for (const Queue::Item& item : items) {
+    if (item.event.done) {
+      totals_[size_t(item.choice)].reasoning_tokens = item.thinking_tokens;
+      if (item.choice == 0) cached_ = item.cached_tokens;
+    }
+    on_event(item.choice, item.event, out);
+  }
+  return out;
+}
+
+// ---- Contemplating mode ----
+
+Contemplation::Contemplation(Engine& engine, const ChatParams& params) : engine_(engine), params_(params) {
+  bool opens = false;
+  prompt_ = chat_prompt(engine, params, &opens);
+  if (int(prompt_.size()) + 1 >= engine.limits.max_context)
+    throw ApiError(400, "invalid_request_error", "the prompt does not fit this server's context", "messages",
+                   "context_length_exceeded");
+  ParallelThinkingParams p;
+  p.traces = params.contemplate.agents;
+  p.max_tokens = std::min(params.max_tokens, engine.limits.max_context - int(prompt_.size()));
+  p.sampling = params.sampling;
+  p.stop_below = params.contemplate.stop_below;
+  if (engine.tags) {
+    p.thinking = *engine.tags;
+    p.thinking.starts_inside = opens;
+    p.thinking.max_tokens = params.thinking_budget;
+  }
+  const OutputFormat format = engine.format;
+  p.extract_answer = [format, opens](const std::string& text) {
+    OutputFormat f = format;
+    f.starts_in_reasoning = opens;
+    OutputParser parser(f, 0);
+    parser.feed(text);
+    parser.finish();
+    return parser.total().content;
+  };
+  traces_ = std::make_unique<ParallelThinking>(engine.scheduler, engine.tokenizer, prompt_, p);
+}
+
+Contemplation::~Contemplation() { cancel(); }
+
+void Contemplation::cancel() {
+  if (synthesis_) synthesis_->cancel();
+  traces_.reset();  // cancels the traces still running
+}
+
+bool Contemplation::done() const { return finished_; }
+
+Json Contemplation::lanes_of(const std::vector<TraceResult>& traces) const {
+  Json::Array lanes;
+  for (size_t i = 0; i < traces.size(); ++i) {
+    const TraceResult& t = traces[i];
+    const size_t from = t.tokens.size() > 32 ? t.tokens.size() - 32 : 0;
+    std::vector<int32_t> tail;
+    for (size_t k = from; k < t.tokens.size(); ++k)
+      if (!engine_.tokenizer.is_eog(t.tokens[k])) tail.push_back(t.tokens[k]);
+    std::string text;
+    append_valid_utf8(engine_.tokenizer.decode(tail, true), text, true);
+    lanes.push_back(Json(Json::Object{{"agent", Json(int(i))},
+                                      {"tokens", Json(int64_t(t.tokens.size()))},
+                                      {"status", Json(t.stopped_early ? "stopped" : t.finished ? "done" : "thinking")},
+                                      {"confidence", std::isfinite(t.confidence) ? Json(double(t.confidence)) : Json()},
+                                      {"tail", Json(text)}}));
+  }
+  return Json(std::move(lanes));
+}
+
+Contemplation::Update Contemplation::poll(std::chrono::milliseconds wait) {
+  Update u;
+  if (finished_) return u;
+  if (synthesis_) {
+    u.deltas = synthesis_->poll(wait);
+    for (Delta& d : u.deltas) {
+      totals_.reasoning += d.reasoning;
+      totals_.content += d.content;
+      if (!d.finish_reason.empty()) totals_.finish_reason = d.finish_reason;
+    }
+    if (synthesis_->done()) {
+      finished_ = true;
+      totals_.done = true;
+      generated_ += synthesis_->totals()[0].tokens;
+      totals_.tokens = generated_;
+      totals_.reasoning_tokens += synthesis_->totals()[0].reasoning_tokens;
+    }
+    return u;
+  }
+  std::this_thread::sleep_for(std::min(wait, std::chrono::milliseconds(50)));
+  const bool all_done = traces_->done();
+  Json lanes = lanes_of(traces_->traces());
+  if (lanes.dump() != last_lanes_.dump()) {
+    last_lanes_ = lanes;
+    u.lanes = lanes;
+  }
+  if (!all_done) return u;
+  const ParallelThinkingResult r = traces_->result();
+  generated_ = r.generated_tokens;
+  totals_.reasoning_tokens = r.thinking_tokens;
+  Json::Array traces;
+  for (const TraceResult& t : r.traces)
+    traces.push_back(Json(Json::Object{{"tokens", Json(int64_t(t.tokens.size()))},
+                                       {"confidence", Json(double(t.confidence))},
+                                       {"stopped_early", Json(t.stopped_early)},
+                                       {"answer", Json(t.answer)}}));
+  final_traces_ = Json(Json::Object{{"join", Json(params_.contemplate.join)},
+                                    {"voted_answer", Json(r.answer)},
+                                    {"answer_weight", Json(r.answer_weight)},
+                                    {"agents", Json(std::move(traces))}});
+  if (params_.contemplate.join == "synthesis") {
+    ChatParams sp = params_;
+    sp.messages = synthesis_messages(params_.messages, r.traces);
+    sp.n = 1;
+    sp.logprobs = false;
+    GenerationSpec spec = chat_generation_spec(engine_, sp);
+    synthesis_ = std::make_unique<Generation>(engine_, std::move(spec));
+    return u;
+  }
+  Delta d;
+  d.content = r.answer;
+  d.finish_reason = "stop";
+  totals_.content = r.answer;
+  totals_.finish_reason = "stop";
+  totals_.tokens = generated_;
+  totals_.done = finished_ = true;
+  u.deltas.push_back(std::move(d));
+  return u;
+}
+
+Json Contemplation::trace() const { return final_traces_; }
+
+}  // namespace muse
