@@ -291,7 +291,8 @@ async function send(text) {
           reply.reasoningTokens = (u.completion_tokens_details || {}).reasoning_tokens || 0;
           reply.meta = `${u.completion_tokens} tokens (${reply.reasoningTokens} reasoning) in ${seconds.toFixed(1)} s · ${(
             u.completion_tokens / seconds
-          ).toFixed(1)} tok/s · first token ${((firstToken - started) / 1000).toFixed(2)} s`;
+          ).toFixed(1)} tok/s`;
+          if (firstToken) reply.meta += ` · first token ${((firstToken - started) / 1000).toFixed(2)} s`;
         }
         const seconds = (performance.now() - started) / 1000;
         $("stats").textContent = `${chunks} chunks · ${seconds.toFixed(1)} s`;
@@ -301,6 +302,7 @@ async function send(text) {
   } catch (e) {
     if (e.name !== "AbortError") reply.error = String(e.message || e);
   } finally {
+    if (s.contemplate && !reply.content && !reply.error) reply.content = "_(no agent reached an answer)_";
     reply.streaming = false;
     controller = null;
     $("send").hidden = false;
