@@ -83,6 +83,12 @@ struct Server::Call {
   std::unique_ptr<Generation> generation;
   std::unique_ptr<Contemplation> contemplation;
   bool first_token_seen = false;
+  bool key_released = false;
+  void release_key() {
+    if (key_released) return;
+    key_released = true;
+    server->limiter_.release(key);
+  }
 
   Json envelope(const char* object) const {
     return Json(Json::Object{{"id", Json(id)},
@@ -232,6 +238,9 @@ struct Server::Call {
         last_write = Clock::now();
       }
     }
+    // The generation is over: its key's slot is free before the last bytes go out, so a client
+    // that sends its next request on reading them is not refused.
+    release_key();
     if (!stream) {
       const std::string body = final_response().dump();
       return sink.write(body.data(), body.size());
@@ -459,7 +468,7 @@ void Server::routes() {
             metrics_.tokens(call->prompt_tokens(), call->completion_tokens());
             metrics_.request_done(call->endpoint, call->status, seconds_since(call->start));
             metrics_.finished();
-            limiter_.release(call->key);
+            call->release_key();
             --in_flight_;
           });
     };

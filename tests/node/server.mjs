@@ -10,13 +10,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const binary = process.env.MUSE_BINARY || resolve(here, "../../build/muse");
 export const apiKey = "test-key-0123456789abcdef";
 
-export async function startServer(extraArgs = []) {
+// synth: the `muse synth` shape arguments of the model to serve (default: a tiny Qwen3).
+export async function startServer(extraArgs = [], synth = ["--dims", "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024", "--type", "q8_0"]) {
   const dir = mkdtempSync(join(tmpdir(), "muse-node-"));
   const model = join(dir, "model.gguf");
-  execFileSync(binary, ["synth", "--arch", "qwen3", "--dims",
-    "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024", "--type", "q8_0", "-o", model], {
-    stdio: "ignore",
-  });
+  execFileSync(binary, ["synth", "--arch", "qwen3", ...synth, "-o", model], { stdio: "ignore" });
   // The end-of-generation tokens, for tests that need a generation to run on.
   const eogIds = JSON.parse(execFileSync(binary, ["tokenize", "-m", model, "--no-bos", "-p", "<|im_end|><|end_of_text|>"]).toString());
   const keys = join(dir, "keys.txt");
