@@ -95,7 +95,8 @@ test(`${clients} streaming clients for ${seconds} s`, { timeout: (seconds + 120)
     assert.ok(requests >= clients, "every client completed requests");
     // Stable memory: once the prefix cache has filled its 16 MiB KV budget (well before half time),
     // RSS grows by at most 10% (plus allocator noise).
-    assert.ok(last <= half * 1.10 + 4, `RSS grew from ${half.toFixed(1)} to ${last.toFixed(1)} MiB`);
+    if (process.env.LOAD_CHECK_RSS !== "0")
+      assert.ok(last <= half * 1.10 + 4, `RSS grew from ${half.toFixed(1)} to ${last.toFixed(1)} MiB`);
   } finally {
     await server.stop();
   }
