@@ -93,13 +93,7 @@ int run_agents(const Args& a, const Model& model, const Tokenizer& tokenizer, co
     prompt = tool->root_prompt();
     protocol = std::move(tool);
   } else {
-    // The tags a model was trained with travel in its metadata (muse.spawn.*); else the defaults.
-    SpawnMarkup tags;
-    const GgufFile& f = model.file();
-    for (auto [key, field] : {std::pair{"open", &tags.spawn_open}, {"close", &tags.spawn_close}, {"join", &tags.join},
-                              {"task_open", &tags.task_open}, {"task_close", &tags.task_close},
-                              {"result_open", &tags.result_open}, {"result_close", &tags.result_close}})
-      *field = f.get_string(std::string("muse.spawn.") + key, *field);
+    const SpawnMarkup tags = spawn_markup_from(model.file());
     const std::string rendered = render_chat_prompt(chat_template, chat);
     prompt = chat_prompt_tokens(tokenizer, rendered);
     protocol = std::make_unique<MarkupProtocol>(tokenizer, tags, prompt_opens_reasoning(rendered, format.reasoning));

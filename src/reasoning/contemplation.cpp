@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <deque>
 #include <map>
 
 #include "chat/chat_engine.h"
+#include "io/gguf.h"
 #include "reasoning/parallel_thinking.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -38,6 +41,15 @@ std::vector<int32_t> plain_tokens(const Tokenizer& tokenizer, const std::string&
 }  // namespace
 
 // ---- Native markup ----
+
+SpawnMarkup spawn_markup_from(const GgufFile& file) {
+  SpawnMarkup tags;
+  for (auto [key, field] : {std::pair{"open", &tags.spawn_open}, {"close", &tags.spawn_close}, {"join", &tags.join},
+                            {"task_open", &tags.task_open}, {"task_close", &tags.task_close},
+                            {"result_open", &tags.result_open}, {"result_close", &tags.result_close}})
+    *field = file.get_string(std::string("muse.spawn.") + key, *field);
+  return tags;
+}
 
 MarkupProtocol::MarkupProtocol(const Tokenizer& tokenizer, SpawnMarkup markup, bool root_starts_in_thinking)
     : tokenizer_(tokenizer), markup_(std::move(markup)), root_starts_in_thinking_(root_starts_in_thinking) {
@@ -209,30 +221,28 @@ class Run {
 
   ContemplationResult run(const std::vector<int32_t>& root_prompt, const AgentsCallback& on_step) {
     add_agent(-1, "");
+    const bool stepping = !s_.looping();
     try {
       submit(0, {false, root_prompt});
       for (;;) {
-        const bool worked = s_.step();
+        bool worked = false;
+        if (stepping) worked = s_.step();
+        else inbox_->wait(std::chrono::milliseconds(50));
         const bool changed = process_events();
         check_limits();
         if (on_step) on_step(views());
-        if (!worked && !changed && events_.empty()) break;
+        if (ended(agents_[0])) break;
+        if (stepping && !worked && !changed) break;  // nothing can move any more
       }
-      // Nothing is left to step: whatever has not ended never will.
+      // Whatever has not ended never will (the root ended, or nothing is left to step); no
+      // parent resumes now.
+      stopping_ = true;
       for (Agent& a : agents_)
-        if (a.view.status == AgentStatus::kRunning || a.view.status == AgentStatus::kWaiting)
-          end_agent(a, AgentStatus::kFailed, "stalled");
+        if (!ended(a)) end_agent(a, AgentStatus::kFailed, "stalled");
     } catch (...) {
-      // The callbacks point into this object: end every request before it goes.
-      try {
-        for (Agent& a : agents_)
-          if (a.request >= 0) s_.cancel(a.request);
-        while (s_.step()) {
-        }
-        for (Agent& a : agents_) drop_request(a);
-      } catch (...) {  // the first error is the one to report
-      }
-      throw;
+      for (Agent& a : agents_)
+        if (a.request >= 0) s_.cancel(a.request);
+      throw;  // (the callbacks hold only the inbox, which outlives this object)
     }
     ContemplationResult out;
     out.agents = views();
@@ -257,6 +267,27 @@ class Run {
   struct Event {
     int agent;
     TokenEvent event;
+  };
+  // Token events, from whichever thread steps the scheduler to this one.
+  struct Inbox {
+    std::mutex mu;
+    std::condition_variable ready;
+    std::deque<Event> events;
+    void push(Event e) {
+      std::lock_guard<std::mutex> lock(mu);
+      events.push_back(std::move(e));
+      ready.notify_one();
+    }
+    std::deque<Event> take() {
+      std::lock_guard<std::mutex> lock(mu);
+      std::deque<Event> out;
+      out.swap(events);
+      return out;
+    }
+    void wait(std::chrono::milliseconds timeout) {
+      std::unique_lock<std::mutex> lock(mu);
+      ready.wait_for(lock, timeout, [&] { return !events.empty(); });
+    }
   };
 
   int add_agent(int parent, std::string task) {
@@ -294,14 +325,15 @@ class Run {
     r.hold = true;
     r.prompt = start.tokens;
     if (start.fork) r.fork_of = a.view.parent >= 0 && previous < 0 ? agents_[size_t(a.view.parent)].request : previous;
-    if (params_.thinking.close_token >= 0 && params_.thinking_budget >= 0) {
+    if (params_.thinking.close_token >= 0) {  // counts thinking tokens, and bounds them with a budget
       r.thinking = params_.thinking;
       r.thinking.starts_inside = inside_thinking(a);
-      r.thinking.max_tokens = std::max(0, params_.thinking_budget - a.view.thinking_tokens);
+      r.thinking.max_tokens =
+          params_.thinking_budget >= 0 ? std::max(0, params_.thinking_budget - a.view.thinking_tokens) : -1;
     }
     if (params_.configure) params_.configure(a.view, r);
     try {
-      a.request = s_.submit(std::move(r), [this, index](const TokenEvent& e) { events_.push_back({index, e}); });
+      a.request = s_.submit(std::move(r), [inbox = inbox_, index](const TokenEvent& e) { inbox->push({index, e}); });
     } catch (const Error& e) {
       a.request = -1;
       end_agent(a, AgentStatus::kFailed, e.what());
@@ -325,11 +357,14 @@ class Run {
   }
 
   bool process_events() {
-    if (events_.empty()) return false;
-    std::deque<Event> events;
-    events.swap(events_);
+    std::deque<Event> events = inbox_->take();
     for (const Event& ev : events) on_event(agents_[size_t(ev.agent)], ev.event);
-    return true;
+    return !events.empty();
+  }
+
+  static bool ended(const Agent& a) {
+    return a.view.status == AgentStatus::kDone || a.view.status == AgentStatus::kFailed ||
+           a.view.status == AgentStatus::kCancelled;
   }
 
   void on_event(Agent& a, const TokenEvent& e) {
@@ -410,9 +445,7 @@ class Run {
 
   // An agent ends: its result goes to its parent, which resumes when it was the last one.
   void end_agent(Agent& a, AgentStatus status, const std::string& note) {
-    if (a.view.status == AgentStatus::kDone || a.view.status == AgentStatus::kFailed ||
-        a.view.status == AgentStatus::kCancelled)
-      return;
+    if (ended(a)) return;
     a.view.status = status;
     a.view.note = note;
     a.view.result = status == AgentStatus::kDone ? protocol_.answer(a.view)
@@ -430,7 +463,9 @@ class Run {
   void check_limits() {
     if (stopping_) return;
     const AgentLimits& l = params_.limits;
-    if (total_tokens_ >= l.max_total_tokens)
+    if (params_.should_stop && params_.should_stop())
+      limit_ = "cancelled";
+    else if (total_tokens_ >= l.max_total_tokens)
       limit_ = "total token limit (" + std::to_string(l.max_total_tokens) + ")";
     else if (l.max_seconds > 0 && std::chrono::duration<double>(Clock::now() - start_).count() >= l.max_seconds)
       limit_ = "time limit";
@@ -454,7 +489,7 @@ class Run {
   const ContemplationParams& params_;
   Clock::time_point start_;
   std::deque<Agent> agents_;  // (a deque: references stay valid as agents are added)
-  std::deque<Event> events_;
+  std::shared_ptr<Inbox> inbox_ = std::make_shared<Inbox>();
   int total_tokens_ = 0;
   bool stopping_ = false;
   std::string limit_;

@@ -29,6 +29,7 @@
 
 namespace muse {
 
+class GgufFile;
 class Tokenizer;
 
 enum class AgentStatus { kRunning, kWaiting, kDone, kFailed, kCancelled };
@@ -79,6 +80,10 @@ struct SpawnMarkup {
   std::string task_open = "<task>", task_close = "</task>";
   std::string result_open = "<result>", result_close = "</result>";
 };
+
+// The tags a model was trained with, from its GGUF metadata (muse.spawn.open, .close, .join,
+// .task_open, .task_close, .result_open, .result_close); the defaults where absent.
+SpawnMarkup spawn_markup_from(const GgufFile& file);
 
 class MarkupProtocol : public SpawnProtocol {
  public:
@@ -144,11 +149,14 @@ struct ContemplationParams {
   AgentLimits limits;
   int max_tokens_per_agent = 1024;
   SamplingParams sampling;  // agent i samples with seed + i
-  // Per agent: the thinking budget (-1: none) and the token that closes thinking.
+  // Per agent: the thinking budget (-1: none), and the reasoning tags, cue and minimum (with the
+  // tags set, agents' thinking tokens are counted; max_tokens is set per agent).
   int thinking_budget = -1;
-  ThinkingBudget thinking;  // the close/open tokens and cue; max_tokens is set per agent
+  ThinkingBudget thinking;
   // Called for every request an agent makes, to give agents their own settings.
   std::function<void(const AgentView& agent, Request& request)> configure;
+  // Polled between steps: true cancels every agent (a client that went away).
+  std::function<bool()> should_stop;
 };
 
 struct ContemplationResult {
@@ -161,8 +169,9 @@ struct ContemplationResult {
 
 using AgentsCallback = std::function<void(const std::vector<AgentView>& agents)>;
 
-// Runs the root agent from `root_prompt` on `scheduler`, stepping it on this thread (the
-// scheduler must not run its own loop); on_step sees the agents after every step.
+// Runs the root agent from `root_prompt` on `scheduler` until it ends: stepping the scheduler on
+// this thread, or, when it runs its own loop (start()), waiting for its events. on_step sees
+// the agents after every step (or every event batch).
 ContemplationResult contemplate(Scheduler& scheduler, const Tokenizer& tokenizer, SpawnProtocol& protocol,
                                 const std::vector<int32_t>& root_prompt, const ContemplationParams& params,
                                 const AgentsCallback& on_step = {});

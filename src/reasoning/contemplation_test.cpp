@@ -188,3 +188,32 @@ TEST_F(ContemplationTest, ToolProtocolTurnsCallsIntoTasksAndResultsIntoToolMessa
 
 }  // namespace
 }  // namespace muse
+
+namespace muse {
+namespace {
+
+// With the scheduler stepping on its own thread (as in the server), the run waits for its
+// events instead of stepping, gives the same result, and a stop request cancels every agent.
+TEST_F(ContemplationTest, RunsOnASchedulerThatStepsItself) {
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  MarkupProtocol protocol(*tokenizer_);
+  const ContemplationParams params = scripted({"<spawn>alpha</spawn><spawn>beta</spawn><join>", " so 7"},
+                                              {{"alpha", "A1"}, {"beta", "B2"}});
+  s.start();
+  const ContemplationResult r = contemplate(s, *tokenizer_, protocol, prompt(), params);
+  EXPECT_EQ(r.answer, "so 7");
+  EXPECT_EQ(r.agents[1].result, "A1");
+  ContemplationParams stopped = scripted({"<spawn>a</spawn><join>", "x"}, {});
+  stopped.sampling.logit_bias[tokenizer_->eos()] = -INFINITY;
+  for (int32_t id : tokenizer_->eog_ids()) stopped.sampling.logit_bias[id] = -INFINITY;
+  int polls = 0;
+  stopped.should_stop = [&] { return ++polls > 5; };
+  const ContemplationResult c = contemplate(s, *tokenizer_, protocol, prompt(), stopped);
+  EXPECT_EQ(c.limit, "cancelled");
+  EXPECT_EQ(c.answer, "");
+  s.stop();
+  EXPECT_EQ(s.running(), 0);
+}
+
+}  // namespace
+}  // namespace muse

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 
 #include "model/model.h"
@@ -66,9 +67,9 @@ float token_logprob(const float* logits, int n_vocab, int32_t token, int n,
   double sum = 0;
   for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
   const double log_z = double(mx) + std::log(sum);
-  if (top) {
-    top->clear();
-    n = std::clamp(n, 0, n_vocab);
+  if (top) top->clear();
+  if (top && n > 0) {
+    n = std::min(n, n_vocab);
     std::vector<int32_t> ids(static_cast<size_t>(n_vocab));
     for (int i = 0; i < n_vocab; ++i) ids[static_cast<size_t>(i)] = i;
     std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), [&](int32_t a, int32_t b) {
@@ -96,6 +97,7 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, ThreadPool&
 Scheduler::~Scheduler() {
   stop();
   for (auto& a : running_) a->seq.release(*kv_);
+  for (auto& a : waiting_) a->seq.release(*kv_);
   for (auto& a : held_) a->seq.release(*kv_);
   prefix_.reset();  // releases the cached blocks before the pool goes
 }
@@ -135,6 +137,11 @@ RequestId Scheduler::submit(Request request, TokenCallbackFn on_token) {
   if (int(a->tokens.size()) >= config_.max_context)
     fail("the prompt (", a->tokens.size(), " tokens) does not fit the context of ", config_.max_context);
   if (a->request.grammar && !grammar_vocab_) grammar_vocab_ = make_grammar_vocab(tokenizer_);
+  // The sampler (which may throw) before any block is shared or statistics kept.
+  a->sampler = std::make_unique<Sampler>(a->request.sampling);
+  if (a->request.grammar) a->sampler->set_grammar(a->request.grammar, grammar_vocab_);
+  a->thinking = ThinkingState(a->request.thinking);
+  for (int32_t t : a->tokens) a->sampler->accept(t, false);
   if (parent && parent->seq.length() > 0) {
     // The fork shares the parent's blocks as they are now; with no text of its own it reruns
     // the parent's last token for the logits of its first.
@@ -147,14 +154,16 @@ RequestId Scheduler::submit(Request request, TokenCallbackFn on_token) {
   RequestStats& st = stats_[a->id];
   st.prompt_tokens = int(a->tokens.size());
   st.cached_tokens = a->seq.length();
-  a->sampler = std::make_unique<Sampler>(a->request.sampling);
-  if (a->request.grammar) a->sampler->set_grammar(a->request.grammar, grammar_vocab_);
-  a->thinking = ThinkingState(a->request.thinking);
-  for (int32_t t : a->tokens) a->sampler->accept(t, false);
   const RequestId id = a->id;
   waiting_.push_back(std::move(a));
   wake_.notify_one();
   return id;
+}
+
+void Scheduler::cancel_all() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& a : running_) cancelled_.push_back(a->id);
+  for (const auto& a : waiting_) cancelled_.push_back(a->id);
 }
 
 void Scheduler::cancel(RequestId id) {
@@ -212,6 +221,7 @@ void Scheduler::start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (loop_.joinable()) return;
   stopping_ = false;
+  looping_ = true;
   loop_ = std::thread([this] {
     for (;;) {
       {
@@ -219,7 +229,16 @@ void Scheduler::start() {
         wake_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running_.empty() || !cancelled_.empty(); });
         if (stopping_) return;
       }
-      if (!step()) {  // work that cannot move yet: wait for news rather than spin
+      bool worked = false;
+      try {
+        worked = step();
+      } catch (const std::exception& e) {
+        // (Out of memory in a forward pass, say.) Every request ends, cancelled, rather than
+        // the process: their owners see their final events.
+        std::fprintf(stderr, "muse: a scheduler step failed: %s; cancelling every request\n", e.what());
+        cancel_all();
+      }
+      if (!worked) {  // work that cannot move yet: wait for news rather than spin
         std::unique_lock<std::mutex> lock(mu_);
         wake_.wait_for(lock, std::chrono::milliseconds(10));
       }
@@ -238,6 +257,7 @@ void Scheduler::stop() {
   }
   wake_.notify_all();
   loop_.join();
+  looping_ = false;
 }
 
 RequestStats Scheduler::stats(RequestId id) const {
@@ -341,7 +361,14 @@ bool Scheduler::step() {
     };
     worked = advance(emit);
   }
-  for (Event& e : events) e.callback(e.event);
+  for (Event& e : events) {
+    // A callback that throws must not take the others' events (their final ones above all) with it.
+    try {
+      e.callback(e.event);
+    } catch (const std::exception& ex) {
+      std::fprintf(stderr, "muse: a token callback failed: %s\n", ex.what());
+    }
+  }
   return worked || !events.empty();
 }
 

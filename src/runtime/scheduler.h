@@ -13,6 +13,7 @@
 // runs step(), or while the scheduler steps on its own thread (start()). Callbacks run on the
 // stepping thread.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -113,6 +114,7 @@ class Scheduler {
 
   RequestId submit(Request request, TokenCallbackFn on_token = {});
   void cancel(RequestId id);
+  void cancel_all();
   RequestStats stats(RequestId id) const;
 
   // One forward pass over the current batch; false when there was nothing to do.
@@ -124,6 +126,8 @@ class Scheduler {
   // Finishes the step in progress; requests not finished stay where they are. Not from a
   // callback (it runs on the loop's own thread).
   void stop();
+  // Whether the scheduler steps on its own thread (between start() and stop()).
+  bool looping() const { return looping_.load(); }
   // Drops a finished request's statistics (a server calls it once it has reported them), so
   // a long-running scheduler's memory does not grow with every request it ever served; a held
   // sequence is released too.
@@ -175,6 +179,7 @@ class Scheduler {
   std::condition_variable wake_;  // work arrived, or stop
   bool stopping_ = false;
   std::mutex control_mu_;  // start() and stop(), one at a time
+  std::atomic<bool> looping_{false};
   std::thread loop_;
 };
 

@@ -239,6 +239,12 @@ void parse_muse_options(const Json* muse, ChatParams& p) {
     if (o.join != "vote" && o.join != "synthesis")
       bad_request("'muse.contemplate.join' must be \"vote\" or \"synthesis\"", "muse.contemplate.join");
     o.stop_below = float(number_in(*c, "stop_below", 0, 0, 100));
+    o.mode = string_of(*c, "mode", "vote");
+    if (o.mode != "vote" && o.mode != "tool" && o.mode != "markup")
+      bad_request("'muse.contemplate.mode' must be \"vote\", \"tool\" or \"markup\"", "muse.contemplate.mode");
+    o.depth = int(integer_in(*c, "depth", 1, 0, 4));
+    o.max_total_tokens = int(integer_in(*c, "max_total_tokens", 0, 0, 1 << 22));
+    o.timeout = number_in(*c, "timeout", 0, 0, 3600);
   }
 }
 
@@ -289,8 +295,9 @@ ChatParams parse_chat_params(const Json& body, const ServerLimits& limits) {
     if (p.thinking_budget == 0) p.enable_thinking = false;
   }
   parse_muse_options(field(body, "muse"), p);
-  if (p.contemplate.enabled && (p.n > 1 || !p.tools.is_null() || !p.grammar.empty()))
-    bad_request("contemplate mode does not combine with n > 1, tools or response_format", "muse.contemplate");
+  if (p.contemplate.enabled && (p.n > 1 || !p.tools.is_null() || !p.grammar.empty() || p.logprobs || !p.stop.empty()))
+    bad_request("contemplate mode does not combine with n > 1, tools, response_format, logprobs or stop",
+                "muse.contemplate");
   return p;
 }
 

@@ -38,8 +38,14 @@ struct ServerLimits {
 // Contemplating mode, through the request's "muse" object (see docs/server.md).
 struct ContemplateOptions {
   bool enabled = false;
-  int agents = 4;
-  std::string join = "vote";  // "vote" | "synthesis"
+  // "vote": parallel thinking traces; "tool": sub-agents through a spawn_agent tool call;
+  // "markup": sub-agents through native <spawn>/<join> markup.
+  std::string mode = "vote";
+  int agents = 4;             // traces, or sub-agents per join
+  int depth = 1;              // sub-agent levels (tool, markup)
+  int max_total_tokens = 0;   // all agents together (tool, markup); 0: agents x max tokens
+  double timeout = 0;         // seconds (tool, markup); 0: none
+  std::string join = "vote";  // "vote" | "synthesis" (vote mode)
   float stop_below = 0;       // DeepConf early stop threshold; 0: never
 };
 

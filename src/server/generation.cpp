@@ -7,6 +7,7 @@
 #include "chat/chat_template.h"
 #include "evals/tasks.h"
 #include "model/model.h"
+#include "reasoning/contemplation.h"
 #include "reasoning/parallel_thinking.h"
 #include "runtime/grammar.h"
 #include "util/utf8.h"
@@ -209,7 +210,10 @@ void Generation::on_event(int choice, const TokenEvent& e, std::vector<Delta>& o
       const StopMatcher::Result tail = c.stops.feed(c.decoder.flush());
       feed(tail.text);
       if (tail.reason != StopMatcher::Reason::kStopString) feed(c.stops.flush());
-      finish(tail.reason == StopMatcher::Reason::kStopString ? "stop" : finish_reason_name(e.finish));
+      // OpenAI knows "stop" and "length": a request ended early (cancelled, or its sampling
+      // failed) reports "stop".
+      const bool stopped = tail.reason == StopMatcher::Reason::kStopString || e.finish == FinishReason::kCancelled;
+      finish(stopped ? "stop" : finish_reason_name(e.finish));
     }
   }
   if (d.reasoning.empty() && d.content.empty() && d.tool_calls.empty() && d.logprobs.is_null() && d.finish_reason.empty())
@@ -261,6 +265,7 @@ Contemplation::Contemplation(Engine& engine, const ChatParams& params) : engine_
     p.thinking = *engine.tags;
     p.thinking.starts_inside = opens;
     p.thinking.max_tokens = params.thinking_budget;
+    p.thinking.min_tokens = params.min_thinking;
   }
   const OutputFormat format = engine.format;
   p.extract_answer = [format, opens](const std::string& text) {
@@ -279,6 +284,7 @@ Contemplation::~Contemplation() { cancel(); }
 void Contemplation::cancel() {
   if (synthesis_) synthesis_->cancel();
   traces_.reset();  // cancels the traces still running
+  finished_ = true;
 }
 
 bool Contemplation::done() const { return finished_; }
@@ -344,12 +350,16 @@ Contemplation::Update Contemplation::poll(std::chrono::milliseconds wait) {
                                     {"agents", Json(std::move(traces))}});
   if (params_.contemplate.join == "synthesis") {
     ChatParams sp = params_;
-    sp.messages = synthesis_messages(params_.messages, r.traces);
     sp.n = 1;
     sp.logprobs = false;
-    GenerationSpec spec = chat_generation_spec(engine_, sp);
-    synthesis_ = std::make_unique<Generation>(engine_, std::move(spec));
-    return u;
+    try {
+      sp.messages = synthesis_messages(params_.messages, r.traces);
+      synthesis_ = std::make_unique<Generation>(engine_, chat_generation_spec(engine_, sp));
+      return u;
+    } catch (const Error& e) {
+      // (The answers made the synthesis prompt too long, say.) The vote stands in.
+      final_traces_.mutable_object().insert_or_assign("synthesis_error", Json(std::string(e.what())));
+    }
   }
   Delta d;
   d.content = r.answer;
@@ -363,5 +373,92 @@ Contemplation::Update Contemplation::poll(std::chrono::milliseconds wait) {
 }
 
 Json Contemplation::trace() const { return final_traces_; }
+
+namespace {
+
+Json agent_lanes(const std::vector<AgentView>& agents, bool full) {
+  Json::Array lanes;
+  for (const AgentView& v : agents) {
+    const std::string tail = v.text.size() > 120 ? v.text.substr(v.text.size() - 120) : v.text;
+    std::string valid;
+    append_valid_utf8(full ? v.text : tail, valid, true);
+    Json::Object lane{{"agent", Json(v.index)},
+                      {"parent", Json(v.parent)},
+                      {"depth", Json(v.depth)},
+                      {"task", Json(v.task)},
+                      {"tokens", Json(v.tokens)},
+                      {"status", Json(agent_status_name(v.status))},
+                      {"confidence", Json()}};
+    lane.emplace(full ? "text" : "tail", Json(valid));
+    if (full) {
+      lane.emplace("result", Json(v.result));
+      lane.emplace("note", Json(v.note));
+      lane.emplace("cached_tokens", Json(v.cached_tokens));
+    }
+    lanes.push_back(Json(std::move(lane)));
+  }
+  return Json(std::move(lanes));
+}
+
+}  // namespace
+
+AgentsOutcome run_agents(Engine& engine, const ChatParams& params, const std::function<void(const Json& lanes)>& on_lanes,
+                         const std::function<bool()>& should_stop) {
+  const ContemplateOptions& o = params.contemplate;
+  ContemplationParams cp;
+  cp.limits.max_width = o.agents;
+  cp.limits.max_depth = o.depth;
+  cp.max_tokens_per_agent = params.max_tokens;
+  cp.limits.max_total_tokens = o.max_total_tokens > 0 ? o.max_total_tokens : params.max_tokens * (o.agents + 1);
+  cp.limits.max_seconds = o.timeout;
+  cp.sampling = params.sampling;
+  cp.should_stop = should_stop;
+  if (engine.tags) {
+    cp.thinking = *engine.tags;
+    cp.thinking.min_tokens = params.min_thinking;
+    cp.thinking_budget = params.thinking_budget;
+  }
+  std::unique_ptr<SpawnProtocol> protocol;
+  std::vector<int32_t> prompt;
+  if (o.mode == "tool") {
+    std::unique_ptr<ToolProtocol> tool;
+    try {
+      tool = std::make_unique<ToolProtocol>(engine.tokenizer, engine.chat_template, params.messages,
+                                            Json(Json::Array{spawn_agent_tool()}), params.enable_thinking);
+      prompt = tool->root_prompt();
+    } catch (const Error& e) {
+      bad_request(std::string("contemplate mode \"tool\": ") + e.what(), "muse.contemplate.mode");
+    }
+    protocol = std::move(tool);
+  } else {
+    bool opens = false;
+    prompt = chat_prompt(engine, params, &opens);
+    protocol = std::make_unique<MarkupProtocol>(engine.tokenizer, spawn_markup_from(engine.model.file()), opens);
+  }
+  if (int(prompt.size()) + 1 >= engine.limits.max_context)
+    throw ApiError(400, "invalid_request_error", "the prompt does not fit this server's context", "messages",
+                   "context_length_exceeded");
+  std::string last;
+  const ContemplationResult r = contemplate(engine.scheduler, engine.tokenizer, *protocol, prompt, cp,
+                                            [&](const std::vector<AgentView>& agents) {
+                                              if (!on_lanes) return;
+                                              Json lanes = agent_lanes(agents, false);
+                                              std::string text = lanes.dump();
+                                              if (text == last) return;
+                                              last = std::move(text);
+                                              on_lanes(lanes);
+                                            });
+  AgentsOutcome out;
+  out.answer = r.answer;
+  out.limit = r.limit;
+  out.prompt_tokens = int(prompt.size());
+  out.generated_tokens = r.total_tokens;
+  for (const AgentView& v : r.agents) out.reasoning_tokens += v.thinking_tokens;
+  out.trace = Json(Json::Object{{"mode", Json(o.mode)},
+                                {"limit", Json(r.limit)},
+                                {"seconds", Json(r.seconds)},
+                                {"agents", agent_lanes(r.agents, true)}});
+  return out;
+}
 
 }  // namespace muse

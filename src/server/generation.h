@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -142,6 +143,18 @@ class Contemplation {
 
 // What a chat request generates: its prompt, choices, sampling, constraints and thinking bounds.
 GenerationSpec chat_generation_spec(const Engine& engine, const ChatParams& params);
+
+// Contemplating mode with sub-agents (muse.contemplate.mode "tool" or "markup") for one chat
+// request: blocks until the root agent ends. on_lanes sees the agents after every step;
+// should_stop (polled) cancels them all.
+struct AgentsOutcome {
+  std::string answer;
+  Json trace;  // every agent: parent, depth, task, status, tokens, result
+  int prompt_tokens = 0, generated_tokens = 0, reasoning_tokens = 0;
+  std::string limit;  // the limit that stopped it, or ""
+};
+AgentsOutcome run_agents(Engine& engine, const ChatParams& params, const std::function<void(const Json& lanes)>& on_lanes,
+                         const std::function<bool()>& should_stop);
 
 // The chat request's prompt tokens and whether the prompt opens the reasoning block.
 std::vector<int32_t> chat_prompt(const Engine& engine, const ChatParams& params, bool* opens_reasoning);

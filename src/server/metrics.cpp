@@ -64,6 +64,10 @@ void Metrics::finished() {
 }
 
 std::string Metrics::render(const Scheduler& scheduler, size_t kv_budget_bytes) const {
+  // The scheduler's gauges first: its lock waits out a forward pass, which must not hold up
+  // every request's bookkeeping behind this one.
+  const int running = scheduler.running(), waiting = scheduler.waiting(), cached = scheduler.cached_blocks();
+  const size_t kv = scheduler.kv_bytes();
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
   char line[256];
@@ -80,11 +84,11 @@ std::string Metrics::render(const Scheduler& scheduler, size_t kv_budget_bytes) 
   value("muse_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", double(prompt_tokens_));
   value("muse_completion_tokens_total", "counter", "Generated tokens of finished requests.", double(completion_tokens_));
   value("muse_requests_in_flight", "gauge", "Requests generating now.", in_flight_);
-  value("muse_scheduler_running", "gauge", "Sequences the scheduler advances together.", scheduler.running());
-  value("muse_scheduler_waiting", "gauge", "Sequences queued for admission.", scheduler.waiting());
-  value("muse_kv_bytes_used", "gauge", "KV cache bytes in use (shared blocks counted once).", double(scheduler.kv_bytes()));
+  value("muse_scheduler_running", "gauge", "Sequences the scheduler advances together.", running);
+  value("muse_scheduler_waiting", "gauge", "Sequences queued for admission.", waiting);
+  value("muse_kv_bytes_used", "gauge", "KV cache bytes in use (shared blocks counted once).", double(kv));
   value("muse_kv_bytes_budget", "gauge", "KV cache budget in bytes.", double(kv_budget_bytes));
-  value("muse_prefix_cache_blocks", "gauge", "KV blocks the prefix cache holds.", scheduler.cached_blocks());
+  value("muse_prefix_cache_blocks", "gauge", "KV blocks the prefix cache holds.", cached);
   latency_.render("muse_request_duration_seconds", "Time from request to its last byte.", out);
   ttft_.render("muse_time_to_first_token_seconds", "Time from request to its first generated token.", out);
   return out;

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include "model/model.h"
@@ -62,6 +64,13 @@ Json legacy_logprobs(const Json& entries, size_t text_offset) {
                            {"text_offset", Json(std::move(offsets))}});
 }
 
+// The endpoint label for metrics: one of the server's, or "other".
+std::string known_endpoint(const std::string& path) {
+  for (const char* p : {"/v1/chat/completions", "/v1/completions", "/v1/models", "/metrics", "/health"})
+    if (path == p) return p;
+  return path.rfind("/v1/models/", 0) == 0 ? "/v1/models" : "other";
+}
+
 bool write_sse(httplib::DataSink& sink, const std::string& payload) {
   const std::string frame = "data: " + payload + "\n\n";
   return sink.write(frame.data(), frame.size());
@@ -82,8 +91,11 @@ struct Server::Call {
   std::string echo;  // completions: the prompt, echoed
   std::unique_ptr<Generation> generation;
   std::unique_ptr<Contemplation> contemplation;
+  std::unique_ptr<ChatParams> agents;  // sub-agent modes run in respond()
+  std::optional<AgentsOutcome> agents_outcome;
   bool first_token_seen = false;
   bool key_released = false;
+  std::map<int, size_t> text_offsets;  // streamed completions: where each choice's text stands
   void release_key() {
     if (key_released) return;
     key_released = true;
@@ -97,11 +109,25 @@ struct Server::Call {
                              {"model", Json(server->engine_.model_name)}});
   }
   std::vector<ChoiceTotals> totals() const {
+    if (agents) {
+      ChoiceTotals t;
+      if (agents_outcome) {
+        t.content = agents_outcome->answer;
+        t.tokens = agents_outcome->generated_tokens;
+        t.reasoning_tokens = agents_outcome->reasoning_tokens;
+      }
+      t.finish_reason = "stop";
+      return {t};
+    }
     if (contemplation) return {contemplation->totals()};
     return generation->totals();
   }
-  int prompt_tokens() const { return contemplation ? contemplation->prompt_tokens() : generation->prompt_tokens(); }
+  int prompt_tokens() const {
+    if (agents) return agents_outcome ? agents_outcome->prompt_tokens : 0;
+    return contemplation ? contemplation->prompt_tokens() : generation->prompt_tokens();
+  }
   int completion_tokens() const {
+    if (agents) return agents_outcome ? agents_outcome->generated_tokens : 0;
     if (contemplation) return contemplation->generated_tokens();
     int n = 0;
     for (const ChoiceTotals& t : generation->totals()) n += t.tokens;
@@ -119,8 +145,13 @@ struct Server::Call {
     }
     return Json(std::move(u));
   }
-  bool done() const { return contemplation ? contemplation->done() : generation->done(); }
+  bool done() const {
+    if (agents) return agents_outcome.has_value();
+    return contemplation ? contemplation->done() : generation->done();
+  }
+  bool client_gone = false;
   void cancel() {
+    client_gone = true;  // (sub-agent runs poll it)
     if (generation) generation->cancel();
     if (contemplation) contemplation->cancel();
   }
@@ -147,7 +178,10 @@ struct Server::Call {
         choice.emplace("logprobs", d.logprobs.is_null() ? Json() : Json(Json::Object{{"content", d.logprobs}}));
       } else {
         choice.emplace("text", Json(d.content));
-        choice.emplace("logprobs", d.logprobs.is_null() ? Json() : legacy_logprobs(d.logprobs, 0));
+        size_t& offset = text_offsets[d.choice];
+        if (offset == 0) offset = echo.size();
+        choice.emplace("logprobs", d.logprobs.is_null() ? Json() : legacy_logprobs(d.logprobs, offset));
+        offset += d.content.size();
       }
       choice.emplace("finish_reason", d.finish_reason.empty() ? Json() : Json(d.finish_reason));
       c.mutable_object().emplace("choices", Json(Json::Array{Json(std::move(choice))}));
@@ -182,6 +216,7 @@ struct Server::Call {
     r.mutable_object().emplace("choices", Json(std::move(choices)));
     r.mutable_object().emplace("usage", usage());
     if (contemplation) r.mutable_object().emplace("muse", Json(Json::Object{{"contemplation", contemplation->trace()}}));
+    if (agents_outcome) r.mutable_object().emplace("muse", Json(Json::Object{{"contemplation", agents_outcome->trace}}));
     return r;
   }
   bool logprobs = false;
@@ -190,8 +225,8 @@ struct Server::Call {
   // Writes the whole response into the sink; false when the client went away.
   bool respond(httplib::DataSink& sink) {
     auto last_write = Clock::now();
-    if (stream && chat && generation) {
-      for (size_t i = 0; i < generation->totals().size(); ++i) {
+    if (stream && chat) {
+      for (size_t i = 0; i < totals().size(); ++i) {
         Json c = envelope("chat.completion.chunk");
         c.mutable_object().emplace(
             "choices", Json(Json::Array{Json(Json::Object{{"index", Json(int(i))},
@@ -208,8 +243,34 @@ struct Server::Call {
       for (const Json& c : chunks({d}, Json()))
         if (!write_sse(sink, c.dump())) return false;
     }
+    if (agents) {
+      // Sub-agents: the run blocks here; lanes stream as it goes (or a space a second keeps
+      // checking that an unstreamed client is still there).
+      auto last = Clock::now();
+      agents_outcome = run_agents(
+          server->engine_, *agents,
+          [&](const Json& lanes) {
+            if (client_gone) return;
+            if (stream) {
+              for (const Json& c : chunks({}, lanes))
+                if (!write_sse(sink, c.dump())) client_gone = true;
+            } else if (seconds_since(last) > 1) {
+              if (!sink.write(" ", 1)) client_gone = true;
+              last = Clock::now();
+            }
+          },
+          [&] { return client_gone; });
+      if (client_gone) return false;
+      if (stream) {
+        Delta d;
+        d.content = agents_outcome->answer;
+        d.finish_reason = "stop";
+        for (const Json& c : chunks({d}, Json()))
+          if (!write_sse(sink, c.dump())) return false;
+      }
+    }
     while (!done()) {
-      if (server->draining_ && seconds_since(start) > 600) cancel();  // (a drain has its own limit)
+      if (server->aborting_) cancel();  // the drain's time is up
       std::vector<Delta> deltas;
       Json lanes;
       if (contemplation) {
@@ -286,6 +347,7 @@ void Server::shutdown(double drain_seconds) {
   draining_ = true;
   const auto until = Clock::now() + std::chrono::duration<double>(drain_seconds);
   while (in_flight_ > 0 && Clock::now() < until) std::this_thread::sleep_for(milliseconds(20));
+  aborting_ = true;  // what is still running stops at its next poll
   http_->stop();
 }
 
@@ -312,7 +374,8 @@ void Server::routes() {
     std::string error;
     if (!authorize(req.path, req.get_header_value("Authorization"), &key, &error)) {
       send_error(res, ApiError(401, "authentication_error", error, "", "invalid_api_key"));
-      metrics_.request_done(req.path, 401, 0);
+      // (A fixed label: paths are the client's to choose, and labels must not grow unbounded.)
+      metrics_.request_done(known_endpoint(req.path), 401, 0);
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
@@ -412,7 +475,11 @@ void Server::routes() {
           call->logprobs = p.logprobs;
           if ((p.thinking_budget >= 0 || p.min_thinking > 0) && !engine_.tags && p.enable_thinking)
             bad_request("this model has no single-token reasoning tags, so thinking budgets do not apply", "muse");
-          if (p.contemplate.enabled) {
+          if (p.contemplate.enabled && p.contemplate.mode != "vote") {
+            if (p.contemplate.mode == "tool" && engine_.format.tool_calls == ToolCallSyntax::kNone)
+              bad_request("contemplate mode \"tool\" needs a model whose chat template calls tools", "muse.contemplate.mode");
+            call->agents = std::make_unique<ChatParams>(p);
+          } else if (p.contemplate.enabled) {
             call->contemplation = std::make_unique<Contemplation>(engine_, p);
           } else {
             GenerationSpec spec = chat_generation_spec(engine_, p);
@@ -448,6 +515,16 @@ void Server::routes() {
         send_error(res, e);
         metrics_.request_done(endpoint, e.status(), seconds_since(start));
         return;
+      } catch (const Error& e) {  // what the engine refused while setting the request up
+        limiter_.release(key);
+        send_error(res, ApiError(400, "invalid_request_error", e.what()));
+        metrics_.request_done(endpoint, 400, seconds_since(start));
+        return;
+      } catch (const std::exception& e) {
+        limiter_.release(key);
+        send_error(res, ApiError(500, "server_error", std::string("internal error: ") + e.what()));
+        metrics_.request_done(endpoint, 500, seconds_since(start));
+        return;
       }
       ++in_flight_;
       metrics_.started();
@@ -455,7 +532,19 @@ void Server::routes() {
       res.set_chunked_content_provider(
           call->stream ? "text/event-stream" : "application/json",
           [call](size_t, httplib::DataSink& sink) {
-            if (!call->respond(sink)) {
+            bool written = false;
+            try {
+              written = call->respond(sink);
+            } catch (const std::exception& e) {
+              // The status line has gone out: the error travels in the body (an SSE event, or
+              // the JSON body itself), and the generation stops.
+              call->cancel();
+              call->status = 500;
+              const Json body = ApiError(500, "server_error", std::string("internal error: ") + e.what()).body();
+              const std::string text = call->stream ? "data: " + body.dump() + "\n\ndata: [DONE]\n\n" : body.dump();
+              written = sink.write(text.data(), text.size());
+            }
+            if (!written) {
               call->cancel();  // the client went away: stop generating for it
               call->status = 499;
               return false;

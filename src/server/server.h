@@ -56,6 +56,7 @@ class Server {
   Metrics metrics_;
   std::unique_ptr<httplib::Server> http_;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> aborting_{false};  // the drain's time is up: cancel what still runs
   std::atomic<int> in_flight_{0};
   std::atomic<long long> next_id_{0};
 };

@@ -210,6 +210,26 @@ TEST_F(ServerTest, ContemplateStreamsLanesAndJoins) {
   EXPECT_EQ(r.at("muse").at("contemplation").at("agents").as_array().size(), 2u);
   EXPECT_EQ(r.at("muse").at("contemplation").at("join").as_string(), "synthesis");
   EXPECT_GT(r.at("usage").at("completion_tokens").as_int(), 12);  // the traces and the synthesis
+  // Sub-agent modes run the agent tree; lanes stream while it runs, the trace comes back.
+  for (const char* mode : {"tool", "markup"}) {
+    const Json m = json_of(post("/v1/chat/completions",
+                                chat(std::string(R"(,"temperature":0.9,"muse":{"contemplate":{"mode":")") + mode +
+                                     R"(","agents":2,"depth":1}})")));
+    const Json& trace = m.at("muse").at("contemplation");
+    EXPECT_EQ(trace.at("mode").as_string(), mode);
+    ASSERT_GE(trace.at("agents").as_array().size(), 1u);
+    EXPECT_EQ(trace.at("agents")[0].at("parent").as_int(), -1);
+    EXPECT_LE(trace.at("agents")[0].at("tokens").as_int(), 12);
+    EXPECT_EQ(m.at("choices")[0].at("finish_reason").as_string(), "stop");
+    const auto st = post("/v1/chat/completions",
+                         chat(std::string(R"(,"stream":true,"muse":{"contemplate":{"mode":")") + mode + R"("}})"));
+    bool lanes = false;
+    for (const std::string& e : events(st->body))
+      if (e != "[DONE]") lanes |= Json::parse(e).find("muse") != nullptr;
+    EXPECT_TRUE(lanes) << mode;
+  }
+  EXPECT_EQ(post("/v1/chat/completions", chat(R"(,"muse":{"contemplate":{"mode":"swarm"}})"))->status, 400);
+  EXPECT_EQ(scheduler_->running(), 0);
 }
 
 TEST_F(ServerTest, ApiKeysGateEverythingButHealthAndLimitConcurrency) {

@@ -163,10 +163,12 @@ function lanesView(lanes) {
   for (const l of lanes) {
     const lane = document.createElement("div");
     lane.className = "lane " + l.status;
-    const conf = l.confidence == null ? "–" : l.confidence.toFixed(2);
-    lane.innerHTML = `agent ${l.agent + 1} · ${l.tokens} tok · conf ${conf} · <span class="status">${escapeHtml(
+    lane.style.marginLeft = `${(l.depth || 0) * 16}px`;
+    const conf = l.confidence == null ? "" : ` · conf ${l.confidence.toFixed(2)}`;
+    const task = l.task ? ` · [${escapeHtml(l.task.slice(0, 40))}]` : "";
+    lane.innerHTML = `agent ${l.agent + 1} · ${l.tokens} tok${conf} · <span class="status">${escapeHtml(
       l.status
-    )}</span> · `;
+    )}</span>${task} · `;
     lane.append(document.createTextNode(l.tail.replace(/\s+/g, " ")));
     box.append(lane);
   }
@@ -197,6 +199,7 @@ function settings() {
     budget: Number($("thinking-budget").value),
     think: $("think").checked,
     contemplate: $("contemplate").checked,
+    mode: $("contemplate-mode").value,
     agents: Number($("agents").value),
   };
 }
@@ -216,6 +219,7 @@ function loadSettings() {
   $("think").checked = s.think;
   $("contemplate").checked = s.contemplate;
   $("agents").value = s.agents;
+  if (s.mode) $("contemplate-mode").value = s.mode;
 }
 
 async function send(text) {
@@ -238,7 +242,7 @@ async function send(text) {
     muse: { think: s.think },
   };
   if (s.budget >= 0) body.muse.thinking_budget = s.budget;
-  if (s.contemplate) body.muse.contemplate = { agents: s.agents };
+  if (s.contemplate) body.muse.contemplate = { agents: s.agents, mode: s.mode };
 
   controller = new AbortController();
   $("send").hidden = true;
@@ -329,7 +333,7 @@ $("input").addEventListener("keydown", (e) => {
 });
 $("stop").onclick = () => controller && controller.abort();
 $("new-chat").onclick = newConversation;
-for (const id of ["temperature", "max-tokens", "thinking-budget", "think", "contemplate", "agents"])
+for (const id of ["temperature", "max-tokens", "thinking-budget", "think", "contemplate", "contemplate-mode", "agents"])
   $(id).addEventListener("change", saveSettings);
 
 loadSettings();
