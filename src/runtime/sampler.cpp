@@ -154,12 +154,39 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
   if (greedy)
     return sorted ? cand_[0].id : std::min_element(cand_.begin(), cand_.end(), by_logit)->id;
 
+  // Sorting a whole vocabulary (150k entries) costs far more than the forward pass's share of a
+  // token in a big batch: sort only what the filters need.
+  bool top_p_done = false;
   if (!sorted) {
     if (p_.top_k > 0 && size_t(p_.top_k) < cand_.size()) {
       std::partial_sort(cand_.begin(), cand_.begin() + p_.top_k, cand_.end(), by_logit);
       cand_.resize(size_t(p_.top_k));
-    } else {
+      sorted = true;
+    } else if (p_.top_p < 1 && p_.typical_p >= 1) {
+      // The nucleus is usually within the best few hundred: sort those, and all only when the
+      // mass they hold falls short.
+      const float best = std::max_element(cand_.begin(), cand_.end(), by_logit)->logit;
+      double total = 0;
+      for (const Candidate& c : cand_) total += std::exp(double(c.logit) - double(best));
+      const size_t head = std::min<size_t>(cand_.size(), 512);
+      std::partial_sort(cand_.begin(), cand_.begin() + long(head), cand_.end(), by_logit);
+      double cum = 0;
+      for (size_t i = 0; i < head; ++i) {
+        cum += std::exp(double(cand_[i].logit) - double(best)) / total;
+        if (cum >= p_.top_p) {
+          cand_.resize(i + 1);
+          top_p_done = true;
+          break;
+        }
+      }
+      if (!top_p_done) std::sort(cand_.begin() + long(head), cand_.end(), by_logit);
+      sorted = true;
+    } else if (p_.typical_p < 1 || p_.top_p < 1) {
       std::sort(cand_.begin(), cand_.end(), by_logit);
+      sorted = true;
+    } else {
+      // No truncation but min-p: only the best must come first.
+      std::iter_swap(cand_.begin(), std::min_element(cand_.begin(), cand_.end(), by_logit));
     }
   }
   // Probabilities at temperature 1 over the current candidates (sorted, best first).
@@ -204,7 +231,7 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
     for (size_t i : order) kept.push_back(cand_[i]);
     cand_.swap(kept);
   }
-  if (p_.top_p < 1) {
+  if (p_.top_p < 1 && !top_p_done) {
     softmax();
     double cum = 0;
     for (size_t i = 0; i < cand_.size(); ++i) {
@@ -216,12 +243,17 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
     }
   }
   if (p_.min_p > 0) {
-    const float min_logit = cand_[0].logit + std::log(p_.min_p);
-    size_t keep = 1;
-    while (keep < cand_.size() && cand_[keep].logit >= min_logit) ++keep;
-    cand_.resize(keep);
+    const float min_logit = cand_[0].logit + std::log(p_.min_p);  // (the best is first)
+    if (sorted) {
+      size_t keep = 1;
+      while (keep < cand_.size() && cand_[keep].logit >= min_logit) ++keep;
+      cand_.resize(keep);
+    } else {
+      std::erase_if(cand_, [&](const Candidate& c) { return c.logit < min_logit; });
+    }
   }
 
+  // (cand_[0] is the best candidate whether or not the rest are sorted.)
   prob_.resize(cand_.size());
   double total = 0;
   for (size_t i = 0; i < cand_.size(); ++i) {

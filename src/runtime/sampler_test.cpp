@@ -82,6 +82,39 @@ TEST(SamplerTest, TopPKeepsTheSmallestNucleus) {
   expect_frequencies(frequencies(p, from_probs({0.5, 0.3, 0.2}), 2000), {1, 0, 0});
 }
 
+// On a large vocabulary the nucleus is found from the best 512 when they hold it, and from a
+// full sort when they do not; min-p without other filters needs no sort at all. Either way the
+// frequencies are the filtered softmax's.
+TEST(SamplerTest, LargeVocabulariesFilterTheSameWay) {
+  // Three likely tokens far apart in id, 3997 unlikely ones.
+  std::vector<double> probs(4000, 0.1 / 3997);
+  probs[3999] = 0.5, probs[17] = 0.3, probs[2500] = 0.1;
+  SamplingParams p = plain(1);
+  p.top_p = 0.85f;  // 0.5 + 0.3 + 0.1 = 0.9: the three (renormalized)
+  std::vector<double> want(4000, 0);
+  want[3999] = 0.5 / 0.9, want[17] = 0.3 / 0.9, want[2500] = 0.1 / 0.9;
+  expect_frequencies(frequencies(p, from_probs(probs)), want);
+  // A nucleus wider than 512 tokens: flat logits, top-p 0.5 keeps half of them.
+  const std::vector<double> flat(2000, 1.0 / 2000);
+  const std::vector<double> f = frequencies(p = plain(1), from_probs(flat), 20000);
+  p.top_p = 0.5f;
+  const std::vector<double> g = frequencies(p, from_probs(flat), 20000);
+  int used_all = 0, used_half = 0;
+  for (size_t i = 0; i < 2000; ++i) {
+    used_all += f[i] > 0;
+    used_half += g[i] > 0;
+  }
+  EXPECT_GT(used_all, 1900);
+  EXPECT_GT(used_half, 900);  // (ties in a flat distribution: which half depends on the order)
+  EXPECT_LE(used_half, 1000);
+  // min-p alone: the tokens within the factor of the best, in their softmax proportions.
+  p = plain(1);
+  p.min_p = 0.5f;  // keep p >= 0.25
+  std::vector<double> want2(4000, 0);
+  want2[3999] = 0.5 / 0.8, want2[17] = 0.3 / 0.8;
+  expect_frequencies(frequencies(p, from_probs(probs)), want2);
+}
+
 TEST(SamplerTest, MinPDropsTokensFarBelowTheBest) {
   SamplingParams p = plain(1);
   p.min_p = 0.5f;  // keep p >= 0.25
