@@ -43,6 +43,7 @@ class Server {
   // Refuses new requests (503), waits up to `drain_seconds` for those in flight, then stops.
   void shutdown(double drain_seconds);
   int in_flight() const { return in_flight_.load(); }
+  bool draining() const { return draining_.load(); }
 
  private:
   struct Call;

@@ -247,10 +247,12 @@ TEST_F(ServerTest, ApiKeysGateEverythingButHealthAndLimitConcurrency) {
   EXPECT_EQ(client().Get("/")->status, 200);  // the web app's page (its API calls need the key)
   EXPECT_EQ(Json::parse(client().Get("/v1/models")->body).at("error").at("code").as_string(), "invalid_api_key");
   // One request at a time per key: a second one meanwhile gets 429; another key is not held up.
-  std::thread slow([&] {
-    post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}],"max_tokens":200,"stream":true})",
-         "key-aaaaaaaaaaaaaaaa");
-  });
+  // (It cannot end early: end-of-generation tokens are banned.)
+  Json::Object bias;
+  for (int32_t id : tokenizer_->eog_ids()) bias.emplace(std::to_string(id), Json(-100));
+  const std::string slow_body = R"({"messages":[{"role":"user","content":"x"}],"max_tokens":250,"stream":true,"logit_bias":)" +
+                                Json(std::move(bias)).dump() + "}";
+  std::thread slow([&] { post("/v1/chat/completions", slow_body, "key-aaaaaaaaaaaaaaaa"); });
   while (server_->in_flight() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const auto second = post("/v1/chat/completions", chat(), "key-aaaaaaaaaaaaaaaa");
   EXPECT_EQ(second->status, 429);
@@ -298,7 +300,7 @@ TEST_F(ServerTest, ShutdownDrainsRequestsInFlight) {
   });
   while (server_->in_flight() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   std::thread stopper([&] { server_->shutdown(30); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  while (!server_->draining()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const auto refused = post("/v1/chat/completions", chat());
   if (refused) {
     EXPECT_EQ(refused->status, 503);  // (or the listener has already closed)
