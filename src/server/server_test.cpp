@@ -68,6 +68,24 @@ class ServerTest : public testing::SynthModelTest<testing::SmallQwen3> {
     }
     return out;
   }
+  // Waits (up to 10 s, so that a miss fails instead of hanging) until `done` holds.
+  template <typename Pred>
+  static bool wait_until(Pred done) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+  }
+  // A chat request body that cannot end early (its end-of-generation tokens are banned), so it
+  // is still running when a test looks.
+  std::string long_chat(int max_tokens, bool stream) const {
+    Json::Object bias;
+    for (int32_t id : tokenizer_->eog_ids()) bias.emplace(std::to_string(id), Json(-100));
+    return R"({"messages":[{"role":"user","content":"x"}],"max_tokens":)" + std::to_string(max_tokens) +
+           (stream ? R"(,"stream":true)" : "") + R"(,"logit_bias":)" + Json(std::move(bias)).dump() + "}";
+  }
   static std::string chat(const std::string& extra = "") {
     return R"({"messages":[{"role":"user","content":"Tell me a story."}],"max_tokens":12,"temperature":0)" + extra + "}";
   }
@@ -247,13 +265,9 @@ TEST_F(ServerTest, ApiKeysGateEverythingButHealthAndLimitConcurrency) {
   EXPECT_EQ(client().Get("/")->status, 200);  // the web app's page (its API calls need the key)
   EXPECT_EQ(Json::parse(client().Get("/v1/models")->body).at("error").at("code").as_string(), "invalid_api_key");
   // One request at a time per key: a second one meanwhile gets 429; another key is not held up.
-  // (It cannot end early: end-of-generation tokens are banned.)
-  Json::Object bias;
-  for (int32_t id : tokenizer_->eog_ids()) bias.emplace(std::to_string(id), Json(-100));
-  const std::string slow_body = R"({"messages":[{"role":"user","content":"x"}],"max_tokens":250,"stream":true,"logit_bias":)" +
-                                Json(std::move(bias)).dump() + "}";
+  const std::string slow_body = long_chat(250, true);
   std::thread slow([&] { post("/v1/chat/completions", slow_body, "key-aaaaaaaaaaaaaaaa"); });
-  while (server_->in_flight() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(wait_until([&] { return server_->in_flight() > 0; }));  // (threads must still be joined)
   const auto second = post("/v1/chat/completions", chat(), "key-aaaaaaaaaaaaaaaa");
   EXPECT_EQ(second->status, 429);
   EXPECT_FALSE(second->get_header_value("Retry-After").empty());
@@ -292,15 +306,16 @@ TEST_F(ServerTest, ShutdownDrainsRequestsInFlight) {
   start();
   int status = 0;
   int completion_tokens = 0;
+  const std::string body = long_chat(250, false);
   std::thread running([&] {
-    const auto result = post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}],"max_tokens":60})");
+    const auto result = post("/v1/chat/completions", body);
     if (!result) return;
     status = result->status;
     completion_tokens = int(Json::parse(result->body).at("usage").at("completion_tokens").as_int());
   });
-  while (server_->in_flight() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(wait_until([&] { return server_->in_flight() > 0; }));  // (threads must still be joined)
   std::thread stopper([&] { server_->shutdown(30); });
-  while (!server_->draining()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(wait_until([&] { return server_->draining(); }));
   const auto refused = post("/v1/chat/completions", chat());
   if (refused) {
     EXPECT_EQ(refused->status, 503);  // (or the listener has already closed)
@@ -308,7 +323,7 @@ TEST_F(ServerTest, ShutdownDrainsRequestsInFlight) {
   stopper.join();
   running.join();
   EXPECT_EQ(status, 200);  // the one in flight finished
-  EXPECT_EQ(completion_tokens, 60);
+  EXPECT_EQ(completion_tokens, 250);
 }
 
 }  // namespace
