@@ -414,6 +414,9 @@ TEST_F(SchedulerTest, ThinkingBudgetMatchesTheGenerator) {
   EXPECT_EQ(tokens, expected.tokens);
   EXPECT_EQ(s.stats(id).thinking_tokens, 5);
   EXPECT_TRUE(s.stats(id).thinking_cut);
+  // The thinking ended part-way: its time is a positive share of the decoding time.
+  EXPECT_GT(s.stats(id).thinking_seconds, 0);
+  EXPECT_LE(s.stats(id).thinking_seconds, s.stats(id).decode_seconds);
   ASSERT_EQ(inserted.size(), 14u);
   EXPECT_EQ(std::count(inserted.begin(), inserted.end(), true), 3);
   EXPECT_TRUE(inserted[5] && inserted[6] && inserted[7]);

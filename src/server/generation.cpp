@@ -68,10 +68,11 @@ GenerationSpec chat_generation_spec(const Engine& engine, const ChatParams& p) {
 
 struct Generation::Queue {
   struct Item {
-    int choice;
+    int choice = 0;
     TokenEvent event;
     int thinking_tokens = 0;
     int cached_tokens = 0;
+    RequestStats stats;
   };
   std::mutex mu;
   std::condition_variable ready;
@@ -116,12 +117,15 @@ Generation::Generation(Engine& engine, GenerationSpec spec)
       // The callback runs on the scheduler's thread: it only queues (and reads the statistics
       // it needs before the request is forgotten).
       c->id = s.submit(std::move(r), [&s, q = queue_, i](const TokenEvent& e) {
-        Queue::Item item{i, e};
+        Queue::Item item;
+        item.choice = i;
+        item.event = e;
         if (e.done) {
           try {
             const RequestStats st = s.stats(e.id);
             item.thinking_tokens = st.thinking_tokens;
             item.cached_tokens = st.cached_tokens;
+            item.stats = st;
             s.forget(e.id);
           } catch (const Error&) {
           }
@@ -240,7 +244,11 @@ std::vector<Delta> Generation::poll(std::chrono::milliseconds wait) {
   std::vector<Delta> out;
   for (const Queue::Item& item : items) {
     if (item.event.done) {
-      totals_[size_t(item.choice)].reasoning_tokens = item.thinking_tokens;
+      ChoiceTotals& t = totals_[size_t(item.choice)];
+      t.reasoning_tokens = item.thinking_tokens;
+      t.prompt_seconds = item.stats.queued_seconds + item.stats.prefill_seconds;
+      t.decode_seconds = item.stats.decode_seconds;
+      t.reasoning_seconds = item.stats.thinking_seconds;
       if (item.choice == 0) cached_ = item.cached_tokens;
     }
     on_event(item.choice, item.event, out);

@@ -54,6 +54,9 @@ struct ChoiceTotals {
   std::vector<ToolCall> tool_calls;
   Json logprobs = Json(Json::Array{});
   int tokens = 0, reasoning_tokens = 0;
+  // Times, from the scheduler: reading the prompt (queueing included), then decoding, of which
+  // the reasoning took the first part.
+  double prompt_seconds = 0, decode_seconds = 0, reasoning_seconds = 0;
   std::string finish_reason;
   bool done = false;
 };

@@ -145,6 +145,26 @@ struct Server::Call {
     }
     return Json(std::move(u));
   }
+  // Where the time went, per choice (as llama.cpp's server reports it, with reasoning and
+  // answer apart): milliseconds and tokens.
+  Json timings() const {
+    Json::Array per_choice;
+    for (const ChoiceTotals& t : generation->totals()) {
+      const int answer_tokens = t.tokens - t.reasoning_tokens;
+      const double answer_seconds = std::max(0.0, t.decode_seconds - t.reasoning_seconds);
+      per_choice.push_back(Json(Json::Object{
+          {"prompt_n", Json(generation->prompt_tokens())},
+          {"prompt_ms", Json(1000 * t.prompt_seconds)},
+          {"predicted_n", Json(t.tokens)},
+          {"predicted_ms", Json(1000 * t.decode_seconds)},
+          {"reasoning_n", Json(t.reasoning_tokens)},
+          {"reasoning_ms", Json(1000 * t.reasoning_seconds)},
+          {"answer_n", Json(answer_tokens)},
+          {"answer_ms", Json(1000 * answer_seconds)},
+          {"predicted_per_second", Json(t.decode_seconds > 0 && t.tokens > 1 ? (t.tokens - 1) / t.decode_seconds : 0.0)}}));
+    }
+    return Json(std::move(per_choice));
+  }
   bool done() const {
     if (agents) return agents_outcome.has_value();
     return contemplation ? contemplation->done() : generation->done();
@@ -215,6 +235,7 @@ struct Server::Call {
     }
     r.mutable_object().emplace("choices", Json(std::move(choices)));
     r.mutable_object().emplace("usage", usage());
+    if (generation) r.mutable_object().emplace("timings", timings());
     if (contemplation) r.mutable_object().emplace("muse", Json(Json::Object{{"contemplation", contemplation->trace()}}));
     if (agents_outcome) r.mutable_object().emplace("muse", Json(Json::Object{{"contemplation", agents_outcome->trace}}));
     return r;
@@ -310,6 +331,7 @@ struct Server::Call {
       Json c = envelope(chat ? "chat.completion.chunk" : "text_completion");
       c.mutable_object().emplace("choices", Json(Json::Array{}));
       c.mutable_object().emplace("usage", usage());
+      if (generation) c.mutable_object().emplace("timings", timings());
       if (!write_sse(sink, c.dump())) return false;
     }
     const std::string done_frame = "data: [DONE]\n\n";

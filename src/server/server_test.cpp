@@ -111,6 +111,14 @@ TEST_F(ServerTest, ChatCompletionHasOpenAIsShape) {
   EXPECT_EQ(r.at("usage").at("completion_tokens").as_int(), 12);
   EXPECT_EQ(r.at("usage").at("total_tokens").as_int(),
             r.at("usage").at("prompt_tokens").as_int() + r.at("usage").at("completion_tokens").as_int());
+  // Timings: reasoning and answer apart (this model does not reason: all of it is answer).
+  const Json& timing = r.at("timings")[0];
+  EXPECT_EQ(timing.at("predicted_n").as_int(), 12);
+  EXPECT_EQ(timing.at("reasoning_n").as_int() + timing.at("answer_n").as_int(), 12);
+  EXPECT_GT(timing.at("predicted_ms").as_number(), 0);
+  EXPECT_GE(timing.at("prompt_ms").as_number(), 0);
+  EXPECT_NEAR(timing.at("reasoning_ms").as_number() + timing.at("answer_ms").as_number(),
+              timing.at("predicted_ms").as_number(), 1e-6);
   // Greedy: the same again, and the same streamed.
   EXPECT_EQ(json_of(post("/v1/chat/completions", chat())).at("choices")[0].at("message").at("content").as_string(),
             choice.at("message").at("content").as_string());
