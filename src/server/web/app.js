@@ -201,6 +201,7 @@ function settings() {
     contemplate: $("contemplate").checked,
     mode: $("contemplate-mode").value,
     agents: Number($("agents").value),
+    extra: $("extra").value.trim(),
   };
 }
 
@@ -219,6 +220,7 @@ function loadSettings() {
   $("think").checked = s.think;
   $("contemplate").checked = s.contemplate;
   $("agents").value = s.agents;
+  if (s.extra) $("extra").value = s.extra;
   if (s.mode) $("contemplate-mode").value = s.mode;
 }
 
@@ -243,6 +245,20 @@ async function send(text) {
   };
   if (s.budget >= 0) body.muse.thinking_budget = s.budget;
   if (s.contemplate) body.muse.contemplate = { agents: s.agents, mode: s.mode };
+  if (s.extra) {
+    // Any other request field, merged in as given (the server validates it).
+    try {
+      const extra = JSON.parse(s.extra);
+      if (typeof extra !== "object" || Array.isArray(extra)) throw new Error("not an object");
+      Object.assign(body, extra);
+    } catch (e) {
+      reply.error = "Extra request fields: " + e.message;
+      reply.streaming = false;
+      persist();
+      render();
+      return;
+    }
+  }
 
   controller = new AbortController();
   $("send").hidden = true;
@@ -333,7 +349,7 @@ $("input").addEventListener("keydown", (e) => {
 });
 $("stop").onclick = () => controller && controller.abort();
 $("new-chat").onclick = newConversation;
-for (const id of ["temperature", "max-tokens", "thinking-budget", "think", "contemplate", "contemplate-mode", "agents"])
+for (const id of ["temperature", "max-tokens", "thinking-budget", "think", "contemplate", "contemplate-mode", "agents", "extra"])
   $(id).addEventListener("change", saveSettings);
 
 loadSettings();
