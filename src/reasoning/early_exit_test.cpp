@@ -30,14 +30,9 @@ class EarlyExitTest : public testing::SynthModelTest<testing::SmallQwen3> {
     return r;
   }
   std::vector<int32_t> alone(const std::vector<int32_t>& prompt, int max_tokens) {
-    Session session(*model_, pool_, {.n_ctx = 512});
-    Generator gen(session, *tokenizer_);
-    GenerationRequest g;
-    g.prompt = prompt;
-    g.max_tokens = max_tokens;
-    g.sampling.temperature = 0;
-    g.sampling.logit_bias[kClose] = -INFINITY;
-    return gen.generate(g).tokens;
+    SamplingParams s = testing::greedy_sampling();
+    s.logit_bias[kClose] = -INFINITY;
+    return testing::generate_alone(*model_, *tokenizer_, pool_, prompt, max_tokens, s);
   }
   EarlyExitResult run(const EarlyExitParams& params, std::vector<int32_t>* streamed) {
     Scheduler s(*model_, *tokenizer_, pool_, config());

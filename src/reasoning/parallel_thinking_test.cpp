@@ -66,11 +66,7 @@ TEST(ConfidenceVote, TokenConfidenceIsMinusTheMeanTopKLogProbability) {
 class ParallelThinkingTest : public testing::SynthModelTest<testing::SmallQwen3> {
  protected:
   static SchedulerConfig config() { return testing::small_scheduler_config(); }
-  static std::vector<int32_t> prompt() {
-    std::vector<int32_t> p;
-    for (int i = 0; i < 40; ++i) p.push_back((i * 37 + 5) % 690);
-    return p;
-  }
+  static std::vector<int32_t> prompt() { return testing::fixed_prompt(); }
   ThreadPool pool_{2};
 };
 

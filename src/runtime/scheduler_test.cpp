@@ -39,13 +39,7 @@ class SchedulerTest : public testing::SynthModelTest<testing::SmallQwen3> {
   }
   // Greedy tokens of a prompt run alone in a session.
   std::vector<int32_t> alone(const std::vector<int32_t>& p, int max_tokens = 12) {
-    Session session(*model_, pool_, {.n_ctx = 512});
-    Generator gen(session, *tokenizer_);
-    GenerationRequest g;
-    g.prompt = p;
-    g.max_tokens = max_tokens;
-    g.sampling.temperature = 0;
-    return gen.generate(g).tokens;
+    return testing::generate_alone(*model_, *tokenizer_, pool_, p, max_tokens);
   }
   SchedulerConfig config(size_t budget_blocks = 256) const {
     SchedulerConfig c;

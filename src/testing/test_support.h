@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 
 #include "model/model.h"
+#include "model/session.h"
+#include "runtime/generate.h"
 #include "runtime/scheduler.h"
 #include "synth/synth.h"
 #include "tokenizer/tokenizer.h"
@@ -90,6 +92,33 @@ struct SmallQwen3 {
   static constexpr const char* kDims = "embd=128,layers=2,heads=4,kv_heads=2,head_dim=32,ff=256,vocab=700,ctx=1024";
   static constexpr const char* kType = "q8_0";
 };
+
+inline SamplingParams greedy_sampling() {
+  SamplingParams s;
+  s.temperature = 0;
+  return s;
+}
+
+// A fixed prompt of n in-vocabulary ids (below 690, which every synthetic vocabulary here has).
+inline std::vector<int32_t> fixed_prompt(int n = 40, int step = 37, int offset = 5) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < n; ++i) p.push_back((i * step + offset) % 690);
+  return p;
+}
+
+// What a prompt generates alone in a session (greedy unless `sampling` says otherwise): the
+// reference batched and forked runs are held to.
+inline std::vector<int32_t> generate_alone(const Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
+                                           const std::vector<int32_t>& prompt, int max_tokens,
+                                           SamplingParams sampling = greedy_sampling()) {
+  Session session(model, pool, {.n_ctx = 512});
+  Generator gen(session, tokenizer);
+  GenerationRequest g;
+  g.prompt = prompt;
+  g.max_tokens = max_tokens;
+  g.sampling = sampling;
+  return gen.generate(g).tokens;
+}
 
 // A scheduler small enough for the synthetic models: 8-token blocks, 16 MiB of KV, 64-token steps.
 inline SchedulerConfig small_scheduler_config() {
