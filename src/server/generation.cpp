@@ -338,9 +338,9 @@ Contemplation::Update Contemplation::poll(std::chrono::milliseconds wait) {
   std::this_thread::sleep_for(std::min(wait, std::chrono::milliseconds(50)));
   const bool all_done = traces_->done();
   Json lanes = lanes_of(traces_->traces());
-  if (lanes.dump() != last_lanes_.dump()) {
-    last_lanes_ = lanes;
-    u.lanes = lanes;
+  if (std::string text = lanes.dump(); text != last_lanes_) {
+    last_lanes_ = std::move(text);
+    u.lanes = std::move(lanes);
   }
   if (!all_done) return u;
   const ParallelThinkingResult r = traces_->result();

@@ -137,7 +137,7 @@ class Contemplation {
   std::vector<int32_t> prompt_;
   std::unique_ptr<ParallelThinking> traces_;
   std::unique_ptr<Generation> synthesis_;
-  Json last_lanes_;
+  std::string last_lanes_;  // the lanes last reported, as text
   Json final_traces_;
   ChoiceTotals totals_;
   int generated_ = 0;

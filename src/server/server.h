@@ -62,7 +62,8 @@ class Server {
   std::atomic<long long> next_id_{0};
 };
 
-// The web app's files, built into the binary: the body and content type of `path`, or false.
+// The web app's files, built into the binary: the body and content type of `path` (either may
+// be null, to ask only whether it exists), or false.
 bool web_asset(const std::string& path, std::string* body, std::string* content_type);
 
 }  // namespace muse
