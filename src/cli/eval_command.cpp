@@ -56,6 +56,7 @@ int cmd_eval(const Argv& argv) {
   settings.sampling = generation.sampling;
   settings.concurrency = int(a.get_int("--concurrency", 8));
   settings.system_prompt = a.get("-s");
+  settings.spawn_markup = spawn_markup_from(model->file());
   for (const EvalMode& mode : modes) check_eval_mode(*tokenizer, *chat_template, mode);
   ThreadPool pool(thread_count(a));
   SchedulerConfig sc;
@@ -96,10 +97,13 @@ int cmd_eval(const Argv& argv) {
 }
 
 int cmd_eval_data(const Argv& argv) {
-  const Args a(argv, {"--task", "--count", "--seed", "-o"}, {});
+  const Args a(argv, {"--task", "--count", "--seed", "--size", "-o"}, {});
   const long long count = a.get_int("--count", 100);
   if (count < 1 || count > 1000000) fail("--count must be 1..1000000");
-  const std::vector<EvalItem> items = generate_task(a.require("--task"), int(count), uint64_t(a.get_int("--seed", 1)));
+  const long long size = a.get_int("--size", 0);
+  if (size < 0 || size > 12) fail("--size must be 0..12");
+  const std::vector<EvalItem> items =
+      generate_task(a.require("--task"), int(count), uint64_t(a.get_int("--seed", 1)), int(size));
   if (a.has("-o")) {
     write_eval_items(a.get("-o"), items);
     std::fprintf(stderr, "wrote %zu questions to %s\n", items.size(), a.get("-o").c_str());

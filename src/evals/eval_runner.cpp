@@ -51,8 +51,11 @@ EvalMode parse_eval_mode(const std::string& text) {
     m.synthesis = arg.size() > 6 && arg.compare(arg.size() - 6, 6, ":synth") == 0;
     if (m.synthesis) arg.resize(arg.size() - 6);
     m.agents = int(number(1, 64));
+  } else if (head == "markup") {
+    m.kind = EvalModeKind::kMarkup;
+    m.agents = int(number(1, 64));
   } else {
-    fail("unknown mode \"", text, "\" (no-think, think, budget:N, deer[:THRESHOLD], contemplate:N[:synth])");
+    fail("unknown mode \"", text, "\" (no-think, think, budget:N, deer[:THRESHOLD], contemplate:N[:synth], markup:W)");
   }
   return m;
 }
@@ -261,6 +264,36 @@ class ContemplateJob : public Job {
   std::unique_ptr<PlainJob> synthesis_;
 };
 
+// The model spawns and joins sub-agents itself (native markup): one agent run per question.
+class MarkupJob : public Job {
+ public:
+  MarkupJob(Scheduler& s, const Prompter& p, const EvalItem& item, const EvalMode& mode, const EvalSettings& settings) {
+    bool opens = false;
+    const std::vector<int32_t> prompt = p.prompt(item, &opens);
+    protocol_ = std::make_unique<MarkupProtocol>(p.tokenizer, settings.spawn_markup, opens);
+    ContemplationParams params;
+    params.limits.max_width = mode.agents;
+    params.limits.max_depth = 1;
+    params.limits.max_total_tokens = settings.max_tokens * (4 * mode.agents + 2);
+    params.max_tokens_per_agent = settings.max_tokens;
+    params.sampling = settings.sampling;
+    params.thinking = p.thinking(-1, opens);
+    run_ = std::make_unique<AgentRun>(s, p.tokenizer, *protocol_, prompt, std::move(params));
+  }
+  bool poll() override { return run_->poll(); }
+  long long tokens_so_far() const override { return run_->tokens_so_far(); }
+  JobResult result() override {
+    const ContemplationResult& r = run_->result();
+    int thinking = 0;
+    for (const AgentView& a : r.agents) thinking += a.thinking_tokens;
+    return {r.answer, thinking, r.total_tokens};
+  }
+
+ private:
+  std::unique_ptr<MarkupProtocol> protocol_;
+  std::unique_ptr<AgentRun> run_;
+};
+
 double mean(double sum, size_t n) { return n ? sum / double(n) : 0; }
 
 }  // namespace
@@ -317,6 +350,9 @@ ModeReport run_eval(Scheduler& scheduler, const Tokenizer& tokenizer, const Chat
         break;
       case EvalModeKind::kContemplate:
         job = std::make_unique<ContemplateJob>(scheduler, prompter, items[i], mode, settings);
+        break;
+      case EvalModeKind::kMarkup:
+        job = std::make_unique<MarkupJob>(scheduler, prompter, items[i], mode, settings);
         break;
       default:
         job = std::make_unique<PlainJob>(scheduler, prompter, items[i], mode, settings);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "evals/tasks.h"
+#include "reasoning/contemplation.h"
 #include "runtime/sampler.h"
 #include "util/json.h"
 #include "util/svg_plot.h"
@@ -25,6 +26,7 @@ enum class EvalModeKind {
   kEarlyExit,    // thinking on, ended early when a trial answer is confident (DEER)
   kContemplate,  // `agents` parallel thinking traces, joined by a confidence-weighted vote or
                  // (synthesis) by a pass that compares their answers
+  kMarkup,       // the model spawns sub-agents itself with native markup, at most `agents` per join
 };
 
 struct EvalMode {
@@ -35,7 +37,7 @@ struct EvalMode {
   float threshold = 0.95f;
   std::string name;  // as given: "budget:256"
 };
-// "no-think" | "think" | "budget:N" | "deer[:THRESHOLD]" | "contemplate:N[:synth]"; throws
+// "no-think" | "think" | "budget:N" | "deer[:THRESHOLD]" | "contemplate:N[:synth]" | "markup:W"; throws
 // otherwise.
 EvalMode parse_eval_mode(const std::string& text);
 
@@ -44,6 +46,7 @@ struct EvalSettings {
   SamplingParams sampling;
   int concurrency = 8;  // questions in flight
   std::string system_prompt;
+  SpawnMarkup spawn_markup;  // markup mode: the model's tags (spawn_markup_from its file)
   // Adjusts a question's request (e.g. a grammar for the answer's form); not for contemplate.
   std::function<void(const EvalItem& item, Request& request)> configure;
 };

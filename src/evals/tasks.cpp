@@ -75,6 +75,27 @@ std::string final_instruction(const char* what) {
   return std::string("Give the final answer on the last line as \"Answer: <") + what + ">\".";
 }
 
+// The random choices a TraceStyle asks for. Optional lines and move order draw from separate
+// streams, so a seed searches in the same order at every verbosity.
+class StyleDraws {
+ public:
+  explicit StyleDraws(const TraceStyle& style)
+      : style_(style), lines_(style.seed ^ 0x9e3779b97f4a7c15ull), moves_(style.seed) {}
+
+  // Whether to write an optional line (no draw at verbosity 0 or 1).
+  bool keep_optional() {
+    if (style_.verbosity >= 1) return true;
+    if (style_.verbosity <= 0) return false;
+    return double(lines_() >> 11) * 0x1p-53 < style_.verbosity;
+  }
+  Rng& moves() { return moves_; }
+  const TraceStyle& style() const { return style_; }
+
+ private:
+  const TraceStyle& style_;
+  Rng lines_, moves_;
+};
+
 // ---------------------------------------------------------------------------------------------
 // Integer expressions: a recursive-descent parser into nodes stored children-first, so that
 // evaluation is a loop (no recursion on a model's arbitrarily long reply).
@@ -276,12 +297,24 @@ class ArithmeticBuilder {
   Expr e_;
 };
 
+// "Check: 60 - 18 = 42, so 42 + 18 = 60 is right.": the inverse operation, exact for the
+// positive values and exact divisions the generator makes.
+std::string check_line(char op, int64_t a, int64_t b, int64_t c) {
+  const char inverse = op == '+' ? '-' : op == '-' ? '+' : op == '*' ? '/' : '*';
+  auto s = [](int64_t x) { return std::to_string(x); };
+  return "Check: " + s(c) + " " + inverse + " " + s(b) + " = " + s(a) + ", so " + s(a) + " " + op +
+         " " + s(b) + " = " + s(c) + " is right.\n";
+}
+
 // The solver: parses the expression text and works it out one innermost operation at a time.
-std::string solve_arithmetic(const std::string& text, std::string* answer) {
+std::string solve_arithmetic(const std::string& text, std::string* answer,
+                             const TraceStyle& style) {
   std::optional<Expr> parsed = ExprParser(text).parse();
   if (!parsed) fail("internal: cannot parse generated expression \"", text, "\"");
   Expr& e = *parsed;
-  std::string out = "We work out the innermost operation first, one at a time.\n";
+  StyleDraws draws(style);
+  std::string out;
+  if (draws.keep_optional()) out += "We work out the innermost operation first, one at a time.\n";
   out += "The expression is " + text + ".\n";
   for (int step = 1; e.nodes[e.root].op; ++step) {
     int i = e.root;  // leftmost operation whose operands are both numbers
@@ -300,8 +333,10 @@ std::string solve_arithmetic(const std::string& text, std::string* answer) {
     if (!v) fail("internal: generated expression \"", text, "\" is not exact");
     out += "Step " + std::to_string(step) + ": " + std::to_string(a) + " " + n.op + " " +
            std::to_string(b) + " = " + std::to_string(*v) + ".\n";
+    if (style.check_steps && draws.keep_optional()) out += check_line(n.op, a, b, *v);
     n = {0, *v, -1, -1};
-    if (e.nodes[e.root].op) out += "The expression is now " + render(e, e.root) + ".\n";
+    if (e.nodes[e.root].op && draws.keep_optional())
+      out += "The expression is now " + render(e, e.root) + ".\n";
   }
   *answer = std::to_string(e.nodes[e.root].value);
   return out + "Answer: " + *answer;
@@ -322,59 +357,83 @@ std::string list_values(const std::vector<Term>& terms) {
   return out;
 }
 
+void sort_larger_first(std::vector<Term>& terms) {
+  std::stable_sort(terms.begin(), terms.end(),
+                   [](const Term& a, const Term& b) { return a.value > b.value; });
+}
+
 // Depth-first over "combine two of the numbers", which reaches every expression tree over every
-// subset; multisets of values already shown to fail are not searched again.
+// subset; multisets of values already shown to fail are not searched again. Shuffling the moves
+// at each node changes only the order: the search stays exhaustive.
 class CountdownSolver {
  public:
-  CountdownSolver(int64_t target, std::string* trace) : target_(target), trace_(trace) {}
+  CountdownSolver(int64_t target, std::string* trace, StyleDraws& draws)
+      : target_(target), trace_(trace), draws_(draws) {}
+
+  struct Move {
+    size_t i, j;  // terms[i].value >= terms[j].value
+    char op;
+    int64_t result;
+  };
+  // The valid moves on `terms` (sorted larger first), in the order they are tried.
+  std::vector<Move> moves(const std::vector<Term>& terms) {
+    std::vector<Move> out;
+    for (size_t i = 0; i < terms.size(); ++i) {
+      for (size_t j = i + 1; j < terms.size(); ++j) {
+        const int64_t a = terms[i].value, b = terms[j].value;
+        for (const char op : {'+', '-', '*', '/'}) {
+          // No zero or negative results, and no * 1 or / 1, which only drop the 1.
+          if (op == '-' && a == b) continue;
+          if ((op == '*' || op == '/') && b == 1) continue;
+          if (op == '/' && a % b != 0) continue;
+          const std::optional<int64_t> r = apply_op(op, a, b);
+          if (!r) continue;
+          out.push_back({i, j, op, *r});
+        }
+      }
+    }
+    if (draws_.style().shuffle_moves) shuffle(draws_.moves(), out);
+    return out;
+  }
 
   bool dfs(std::vector<Term> terms, int depth) {
     for (const Term& t : terms) {
       if (t.value == target_) return answer_ = t.expr, true;
     }
     if (terms.size() < 2) return false;
-    std::stable_sort(terms.begin(), terms.end(),
-                     [](const Term& a, const Term& b) { return a.value > b.value; });
+    sort_larger_first(terms);
     std::vector<int64_t> key;
     for (const Term& t : terms) key.push_back(t.value);
     if (dead_.count(key)) {
       log(depth, "(" + list_values(terms) + " was already a dead end.)");
       return false;
     }
-    for (size_t i = 0; i < terms.size(); ++i) {
-      for (size_t j = i + 1; j < terms.size(); ++j) {
-        const Term& a = terms[i];
-        const Term& b = terms[j];  // a.value >= b.value
-        for (const char op : {'+', '-', '*', '/'}) {
-          // No zero or negative results, and no * 1 or / 1, which only drop the 1.
-          if (op == '-' && a.value == b.value) continue;
-          if ((op == '*' || op == '/') && b.value == 1) continue;
-          if (op == '/' && a.value % b.value != 0) continue;
-          const std::optional<int64_t> r = apply_op(op, a.value, b.value);
-          if (!r) continue;
-          auto wrap = [](const Term& t) { return t.compound ? "(" + t.expr + ")" : t.expr; };
-          std::vector<Term> next;
-          for (size_t k = 0; k < terms.size(); ++k)
-            if (k != i && k != j) next.push_back(terms[k]);
-          next.push_back({*r, wrap(a) + " " + op + " " + wrap(b), true});
-          const std::string step = std::to_string(a.value) + " " + op + " " +
-                                   std::to_string(b.value) + " = " + std::to_string(*r);
-          if (*r == target_)
-            log(depth, "Try " + step + ": that is the target.");
-          else if (next.size() == 1)
-            log(depth, "Try " + step + ": not " + std::to_string(target_) + ".");
-          else
-            log(depth, "Try " + step + ", leaving " + list_values(next) + ".");
-          path_.push_back(step);
-          if (dfs(std::move(next), depth + 1)) return true;
-          path_.pop_back();
-        }
-      }
+    for (const Move& m : moves(terms)) {
+      const Term& a = terms[m.i];
+      const Term& b = terms[m.j];
+      auto wrap = [](const Term& t) { return t.compound ? "(" + t.expr + ")" : t.expr; };
+      std::vector<Term> next;
+      for (size_t k = 0; k < terms.size(); ++k)
+        if (k != m.i && k != m.j) next.push_back(terms[k]);
+      next.push_back({m.result, wrap(a) + " " + m.op + " " + wrap(b), true});
+      const std::string step = std::to_string(a.value) + " " + m.op + " " +
+                               std::to_string(b.value) + " = " + std::to_string(m.result);
+      if (m.result == target_)
+        log(depth, "Try " + step + ": that is the target.");
+      else if (next.size() == 1)
+        log(depth, "Try " + step + ": not " + std::to_string(target_) + ".");
+      else
+        log(depth, "Try " + step + ", leaving " + list_values(next) + ".");
+      path_.push_back(step);
+      if (dfs(std::move(next), depth + 1)) return true;
+      path_.pop_back();
     }
     dead_.insert(key);
     if (depth > 0)
-      log(depth, "Dead end: " + list_values(terms) + " cannot make " + std::to_string(target_) +
-                     "; back up.");
+      log(depth,
+          "Dead end: " + list_values(terms) + " cannot make " + std::to_string(target_) +
+              "; back up.",
+          true);
     return false;
   }
 
@@ -385,8 +444,10 @@ class CountdownSolver {
       *trace_ += "Every combination has been tried: the target cannot be reached.\n";
       return;
     }
-    *trace_ += "Found it. The steps are:\n";
-    for (const std::string& s : path_) *trace_ += "  " + s + "\n";
+    if (draws_.keep_optional()) {
+      *trace_ += "Found it. The steps are:\n";
+      for (const std::string& s : path_) *trace_ += "  " + s + "\n";
+    }
     *trace_ += "As one expression: " + answer_ + " = " + std::to_string(target_) + ".\n";
     *trace_ += "Answer: " + answer_;
   }
@@ -394,17 +455,19 @@ class CountdownSolver {
   std::string answer_;
 
  private:
-  static constexpr int kShownLines = 40;  // the trace shows how the search goes, not all of it
-
-  void log(int depth, const std::string& line) {
+  // The eval sets' traces show how the search goes, not all of it (max_shown_lines 40).
+  void log(int depth, const std::string& line, bool optional = false) {
     if (!trace_) return;
-    if (shown_ >= kShownLines) return void(++hidden_);
+    if (optional && !draws_.keep_optional()) return;
+    const int cap = draws_.style().max_shown_lines;
+    if (cap > 0 && shown_ >= cap) return void(++hidden_);
     ++shown_;
     *trace_ += std::string(size_t(depth) * 2, ' ') + line + "\n";
   }
 
   int64_t target_;
   std::string* trace_;
+  StyleDraws& draws_;
   std::set<std::vector<int64_t>> dead_;
   std::vector<std::string> path_;  // steps on the branch being searched
   int shown_ = 0;
@@ -849,6 +912,11 @@ std::optional<int64_t> evaluate_expression(const std::string& text,
 }
 
 std::string solve_countdown(const std::vector<int>& numbers, int target, std::string* trace) {
+  return solve_countdown(numbers, target, trace, TraceStyle());
+}
+
+std::string solve_countdown(const std::vector<int>& numbers, int target, std::string* trace,
+                            const TraceStyle& style) {
   std::vector<Term> terms;
   std::vector<std::string> shown;
   for (int x : numbers) {
@@ -856,19 +924,48 @@ std::string solve_countdown(const std::vector<int>& numbers, int target, std::st
     terms.push_back({x, std::to_string(x), false});
     shown.push_back(std::to_string(x));
   }
+  StyleDraws draws(style);
   if (trace) {
     *trace = "Numbers: " + join_and(shown) + ". Target: " + std::to_string(target) + ".\n";
-    *trace +=
-        "Combine two numbers at a time (larger first, no negative or zero results, exact "
-        "division only) until the target appears.\n";
+    if (draws.keep_optional())
+      *trace +=
+          "Combine two numbers at a time (larger first, no negative or zero results, exact "
+          "division only) until the target appears.\n";
   }
-  CountdownSolver solver(target, trace);
+  CountdownSolver solver(target, trace, draws);
   const bool found = solver.dfs(std::move(terms), 0);
   solver.finish(found);
   return found ? solver.answer_ : "";
 }
 
+std::vector<CountdownMove> countdown_first_moves(const std::vector<int>& numbers,
+                                                 const TraceStyle& style) {
+  std::vector<Term> terms;
+  for (int x : numbers) {
+    if (x <= 0) fail("countdown numbers must be positive, got ", x);
+    terms.push_back({x, std::to_string(x), false});
+  }
+  // As the solver's root: the same sorting, and the first draws of the same move stream.
+  sort_larger_first(terms);
+  StyleDraws draws(style);
+  CountdownSolver solver(0, nullptr, draws);
+  std::vector<CountdownMove> out;
+  for (const CountdownSolver::Move& m : solver.moves(terms)) {
+    const CountdownMove move{terms[m.i].value, terms[m.j].value, m.result, m.op};
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const CountdownMove& o) {
+      return o.a == move.a && o.b == move.b && o.op == move.op;
+    });
+    if (!seen) out.push_back(move);
+  }
+  return out;
+}
+
 std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps) {
+  return generate_arithmetic(count, seed, steps, TraceStyle());
+}
+
+std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps,
+                                          const TraceStyle& style) {
   if (count < 0) fail("count must not be negative, got ", count);
   if (steps < 1 || steps > 12) fail("arithmetic steps must be 1..12, got ", steps);
   Rng rng(seed);
@@ -881,7 +978,10 @@ std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps) {
     item.id = item_id("arith", i);
     item.check = CheckKind::kNumeric;
     item.question = "Compute " + text + ". " + final_instruction("number");
-    item.solution = solve_arithmetic(text, &item.answer);
+    // Each item's draws from its own seed, so the style's draws never depend on the others.
+    TraceStyle item_style = style;
+    item_style.seed = style.seed + uint64_t(i);
+    item.solution = solve_arithmetic(text, &item.answer, item_style);
     if (item.answer != std::to_string(e.nodes[e.root].value))
       fail("internal: arithmetic solver disagrees on ", text);
     items.push_back(std::move(item));
@@ -948,9 +1048,9 @@ std::vector<EvalItem> generate_logic(int count, uint64_t seed) {
   return items;
 }
 
-std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t seed) {
-  if (task == "arithmetic") return generate_arithmetic(count, seed);
-  if (task == "countdown") return generate_countdown(count, seed);
+std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t seed, int size) {
+  if (task == "arithmetic") return generate_arithmetic(count, seed, size > 0 ? size : 3);
+  if (task == "countdown") return generate_countdown(count, seed, size > 0 ? size : 4);
   if (task == "logic") return generate_logic(count, seed);
   fail("unknown task \"", task, "\" (arithmetic, countdown, logic)");
 }

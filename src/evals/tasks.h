@@ -24,23 +24,51 @@ struct EvalItem {
   std::string solution;              // verbose solver trace; may be empty for loaded sets
 };
 
+// How solver traces are written. The defaults give the eval sets' traces; training text varies
+// them, so that traces differ in length for the same problem (what a length penalty can shorten).
+struct TraceStyle {
+  int max_shown_lines = 40;  // Countdown search lines shown; 0: no cap (training uses no cap)
+  double verbosity = 1.0;    // probability of each optional (redundant) line
+  // Countdown: randomise the order of pairs and operations at each node (still exhaustive).
+  bool shuffle_moves = false;
+  // Arithmetic: offer an optional "Check:" line after each step (off by default, so the eval
+  // sets' traces stay as they were).
+  bool check_steps = false;
+  uint64_t seed = 0;  // for verbosity and shuffling
+};
+
 // Generators: the same items for the same seed on every platform. Each solution ends with
 // "Answer: <answer>".
 // Multi-step positive integer arithmetic ("Compute ((17 + 5) * 3) - 8."), `steps` operations,
-// values below 10000, division only when exact. Numeric check.
+// values below 10000, division only when exact. Numeric check. The style changes the solutions
+// only, never the items.
 std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps = 3);
+std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps,
+                                          const TraceStyle& style);
 // Countdown with 2..6 numbers; only solvable instances. The reference answer is the solver's.
 std::vector<EvalItem> generate_countdown(int count, uint64_t seed, int numbers = 4);
 // Ordering and knights-and-knaves puzzles with a unique answer, multiple choice.
 std::vector<EvalItem> generate_logic(int count, uint64_t seed);
-// "arithmetic" | "countdown" | "logic".
-std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t seed);
+// "arithmetic" | "countdown" | "logic"; `size`: arithmetic steps or Countdown numbers (0: the
+// default, 3 and 4).
+std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t seed, int size = 0);
 
 // Countdown solver (exhaustive over combinations of pairs, Countdown rules: each number at most
 // once, no zero or negative intermediate, division only when exact). Returns an expression that
 // reaches target, or "" when none does; `trace`, when given, receives a readable search log.
 std::string solve_countdown(const std::vector<int>& numbers, int target,
                             std::string* trace = nullptr);
+std::string solve_countdown(const std::vector<int>& numbers, int target, std::string* trace,
+                            const TraceStyle& style);
+// One combination of two values, larger first: a op b = result.
+struct CountdownMove {
+  int64_t a = 0, b = 0, result = 0;
+  char op = '+';
+};
+// The moves solve_countdown tries first (on all of `numbers`), in the order it tries them with
+// `style`; a move listed twice (equal numbers) is listed once.
+std::vector<CountdownMove> countdown_first_moves(const std::vector<int>& numbers,
+                                                 const TraceStyle& style);
 // Value of an integer expression of + - * / and parentheses (no unary minus, every division
 // exact), or nullopt when it is malformed or overflows. `literals` receives its integers in order.
 std::optional<int64_t> evaluate_expression(const std::string& text,

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <deque>
+#include <optional>
 #include <map>
 
 #include "chat/chat_engine.h"
@@ -87,6 +88,11 @@ std::string MarkupProtocol::answer(const AgentView& agent) const {
   // What follows the last returned result (or the task, for a sub-agent's own output).
   const size_t last = markup_.result_close.empty() ? std::string::npos : agent.text.rfind(markup_.result_close);
   return answer_after_thinking(last == std::string::npos ? agent.text : agent.text.substr(last + markup_.result_close.size()));
+}
+
+std::vector<int32_t> MarkupProtocol::stop_tokens() const {
+  const int32_t join = tokenizer_.find(markup_.join);
+  return join >= 0 ? std::vector<int32_t>{join} : std::vector<int32_t>{};
 }
 
 bool MarkupProtocol::starts_in_thinking(const AgentView&) const {
@@ -219,31 +225,52 @@ class Run {
       fail("contemplation: width, total tokens and tokens per agent must be positive, depth not negative");
   }
 
-  ContemplationResult run(const std::vector<int32_t>& root_prompt, const AgentsCallback& on_step) {
+  // Starts the root agent.
+  void begin(const std::vector<int32_t>& root_prompt) {
     add_agent(-1, "");
+    submit(0, {false, root_prompt});
+  }
+
+  // Takes the events that arrived and applies the limits; whether anything changed.
+  bool poll() {
+    try {
+      const bool changed = process_events();
+      check_limits();
+      return changed;
+    } catch (...) {
+      cancel_requests();
+      throw;  // (the callbacks hold only the inbox, which outlives this object)
+    }
+  }
+
+  bool root_ended() const { return ended(agents_[0]); }
+
+  ContemplationResult run(const std::vector<int32_t>& root_prompt, const AgentsCallback& on_step) {
     const bool stepping = !s_.looping();
     try {
-      submit(0, {false, root_prompt});
+      begin(root_prompt);
       for (;;) {
         bool worked = false;
         if (stepping) worked = s_.step();
         else inbox_->wait(std::chrono::milliseconds(50));
-        const bool changed = process_events();
-        check_limits();
+        const bool changed = poll();
         if (on_step) on_step(views());
-        if (ended(agents_[0])) break;
+        if (root_ended()) break;
         if (stepping && !worked && !changed) break;  // nothing can move any more
       }
-      // Whatever has not ended never will (the root ended, or nothing is left to step); no
-      // parent resumes now.
-      stopping_ = true;
-      for (Agent& a : agents_)
-        if (!ended(a)) end_agent(a, AgentStatus::kFailed, "stalled");
     } catch (...) {
-      for (Agent& a : agents_)
-        if (a.request >= 0) s_.cancel(a.request);
-      throw;  // (the callbacks hold only the inbox, which outlives this object)
+      cancel_requests();
+      throw;
     }
+    return finish();
+  }
+
+  // Whatever has not ended never will (the root ended, or nothing is left to step); no parent
+  // resumes now.
+  ContemplationResult finish() {
+    stopping_ = true;
+    for (Agent& a : agents_)
+      if (!ended(a)) end_agent(a, AgentStatus::kFailed, "stalled");
     ContemplationResult out;
     out.agents = views();
     out.answer = agents_[0].view.status == AgentStatus::kDone ? agents_[0].view.result : "";
@@ -253,6 +280,18 @@ class Run {
     return out;
   }
 
+  int total_tokens() const { return total_tokens_; }
+
+  void cancel_requests() {
+    for (Agent& a : agents_)
+      if (a.request >= 0) {
+        try {
+          s_.cancel(a.request);
+        } catch (const Error&) {
+        }
+      }
+  }
+
  private:
   struct Agent {
     AgentView view;
@@ -260,6 +299,7 @@ class Run {
     std::unique_ptr<StreamDecoder> decoder;
     std::string segment;  // text of the current request
     bool joining = false;  // asked for sub-agents; its request is being stopped
+    bool starts_inside = false;  // its text begins inside a thinking block
     std::vector<std::string> tasks, results;
     int open_children = 0;
     int child_slot = 0;  // its place among its parent's results
@@ -309,7 +349,8 @@ class Run {
     const size_t c = a.view.text.rfind(close);
     const size_t o = open.empty() ? std::string::npos : a.view.text.rfind(open);
     if (o != std::string::npos && (c == std::string::npos || o > c)) return true;
-    return c == std::string::npos && protocol_.starts_in_thinking(a.view);
+    if (c != std::string::npos) return false;
+    return a.starts_inside;
   }
 
   // Starts (or resumes) an agent's next request; a refused request fails the agent.
@@ -324,6 +365,10 @@ class Run {
     // limit, an agent that asks for sub-agents resumes with a note).
     r.hold = true;
     r.prompt = start.tokens;
+    r.stop_tokens = protocol_.stop_tokens();
+    if (previous < 0)  // (a sub-agent that forks its parent continues the parent's block, open or not)
+      a.starts_inside = start.fork && a.view.parent >= 0 ? inside_thinking(agents_[size_t(a.view.parent)])
+                                                         : protocol_.starts_in_thinking(a.view);
     if (start.fork) r.fork_of = a.view.parent >= 0 && previous < 0 ? agents_[size_t(a.view.parent)].request : previous;
     if (params_.thinking.close_token >= 0) {  // counts thinking tokens, and bounds them with a budget
       r.thinking = params_.thinking;
@@ -369,7 +414,10 @@ class Run {
 
   void on_event(Agent& a, const TokenEvent& e) {
     if (e.id != a.request) return;  // a request the agent has moved on from
-    if (e.token >= 0) {
+    // Tokens a scheduler running its own loop made between the join and the cancel are not
+    // the agent's text (its held sequence still has them: see the note in the header).
+    if (e.token >= 0 && a.joining && !e.done) return;
+    if (e.token >= 0 && !a.joining) {
       ++a.view.tokens;
       ++total_tokens_;
       const std::string text = tokenizer_.is_eog(e.token) ? std::string() : a.decoder->push(e.token);
@@ -448,9 +496,14 @@ class Run {
     if (ended(a)) return;
     a.view.status = status;
     a.view.note = note;
-    a.view.result = status == AgentStatus::kDone ? protocol_.answer(a.view)
-                                                 : "[sub-agent " + std::string(agent_status_name(status)) +
-                                                       (note.empty() ? "" : ": " + note) + "]";
+    // An agent that stopped mid-thought (its token limit) has no answer: a sub-agent returns a
+    // note instead of its unfinished reasoning, which would swamp its parent's context.
+    const bool unfinished = status == AgentStatus::kDone && inside_thinking(a);
+    if (unfinished && a.view.parent >= 0) a.view.result = "[sub-agent stopped while thinking: token limit]";
+    else if (unfinished) a.view.result = "";
+    else if (status == AgentStatus::kDone) a.view.result = protocol_.answer(a.view);
+    else
+      a.view.result = "[sub-agent " + std::string(agent_status_name(status)) + (note.empty() ? "" : ": " + note) + "]";
     drop_request(a);
     if (a.view.parent < 0) return;
     Agent& parent = agents_[size_t(a.view.parent)];
@@ -503,5 +556,38 @@ ContemplationResult contemplate(Scheduler& scheduler, const Tokenizer& tokenizer
   Run run(scheduler, tokenizer, protocol, params);
   return run.run(root_prompt, on_step);
 }
+
+struct AgentRun::Impl {
+  ContemplationParams params;
+  Run run;
+  std::optional<ContemplationResult> result;
+  Impl(Scheduler& s, const Tokenizer& t, SpawnProtocol& p, ContemplationParams ps)
+      : params(std::move(ps)), run(s, t, p, params) {}
+};
+
+AgentRun::AgentRun(Scheduler& scheduler, const Tokenizer& tokenizer, SpawnProtocol& protocol,
+                   const std::vector<int32_t>& root_prompt, ContemplationParams params)
+    : impl_(std::make_unique<Impl>(scheduler, tokenizer, protocol, std::move(params))) {
+  impl_->run.begin(root_prompt);
+}
+
+AgentRun::~AgentRun() {
+  if (!impl_->result) impl_->run.cancel_requests();
+}
+
+bool AgentRun::poll() {
+  if (impl_->result) return true;
+  impl_->run.poll();
+  if (!impl_->run.root_ended()) return false;
+  impl_->result = impl_->run.finish();
+  return true;
+}
+
+const ContemplationResult& AgentRun::result() const {
+  if (!impl_->result) fail("contemplation: the result was asked for before the run ended");
+  return *impl_->result;
+}
+
+int AgentRun::tokens_so_far() const { return impl_->run.total_tokens(); }
 
 }  // namespace muse

@@ -72,6 +72,9 @@ class SpawnProtocol {
   virtual std::string answer(const AgentView& agent) const = 0;
   // Text that opens the first segment of an agent (e.g. an open thinking block).
   virtual bool starts_in_thinking(const AgentView& agent) const = 0;
+  // Tokens after which an agent's request stops by itself (its join tag), so its held sequence
+  // ends exactly there.
+  virtual std::vector<int32_t> stop_tokens() const { return {}; }
 };
 
 // Native markup; the tags are configurable per model.
@@ -85,6 +88,9 @@ struct SpawnMarkup {
 // .task_open, .task_close, .result_open, .result_close); the defaults where absent.
 SpawnMarkup spawn_markup_from(const GgufFile& file);
 
+// When the join tag is one token, an agent's request stops right after it, so its held sequence
+// ends exactly there. (Otherwise, with a scheduler running its own loop, a token or two sampled
+// between the join and the cancel stay in the held sequence, though not in the agent's text.)
 class MarkupProtocol : public SpawnProtocol {
  public:
   MarkupProtocol(const Tokenizer& tokenizer, SpawnMarkup markup = {}, bool root_starts_in_thinking = false);
@@ -94,6 +100,7 @@ class MarkupProtocol : public SpawnProtocol {
   Continuation parent_resume(const AgentView& parent, const std::vector<std::string>& results) override;
   std::string answer(const AgentView& agent) const override;
   bool starts_in_thinking(const AgentView& agent) const override;
+  std::vector<int32_t> stop_tokens() const override;
 
  private:
   const Tokenizer& tokenizer_;
@@ -175,5 +182,23 @@ using AgentsCallback = std::function<void(const std::vector<AgentView>& agents)>
 ContemplationResult contemplate(Scheduler& scheduler, const Tokenizer& tokenizer, SpawnProtocol& protocol,
                                 const std::vector<int32_t>& root_prompt, const ContemplationParams& params,
                                 const AgentsCallback& on_step = {});
+
+// The same run driven by its caller, so that several share one batch: the caller steps the
+// scheduler and polls every run after each step. Destroying an unfinished run cancels its agents.
+class AgentRun {
+ public:
+  AgentRun(Scheduler& scheduler, const Tokenizer& tokenizer, SpawnProtocol& protocol,
+           const std::vector<int32_t>& root_prompt, ContemplationParams params);
+  ~AgentRun();
+  AgentRun(const AgentRun&) = delete;
+  AgentRun& operator=(const AgentRun&) = delete;
+  bool poll();  // true once the root agent has ended
+  const ContemplationResult& result() const;
+  int tokens_so_far() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace muse

@@ -202,9 +202,11 @@ TEST_F(ContemplationTest, RunsOnASchedulerThatStepsItself) {
   ContemplationParams stopped = scripted({"<spawn>a</spawn><join>", "x"}, {});
   stopped.sampling.logit_bias[tokenizer_->eos()] = -INFINITY;
   for (int32_t id : tokenizer_->eog_ids()) stopped.sampling.logit_bias[id] = -INFINITY;
-  int polls = 0;
-  stopped.should_stop = [&] { return ++polls > 5; };
-  const ContemplationResult c = contemplate(s, *tokenizer_, protocol, prompt(), stopped);
+  // Stopped while its sub-agent runs (it has 200 tokens to go, with its end banned).
+  bool spawned = false;
+  stopped.should_stop = [&] { return spawned; };
+  const ContemplationResult c = contemplate(s, *tokenizer_, protocol, prompt(), stopped,
+                                            [&](const std::vector<AgentView>& agents) { spawned = agents.size() > 1; });
   EXPECT_EQ(c.limit, "cancelled");
   EXPECT_EQ(c.answer, "");
   s.stop();

@@ -543,6 +543,10 @@ bool Scheduler::advance(const Emit& emit) {
         if (a.request.stop_at_eog && tokenizer_.is_eog(t)) {
           why = FinishReason::kEndOfGeneration;
           last = true;
+        } else if (std::find(a.request.stop_tokens.begin(), a.request.stop_tokens.end(), t) !=
+                   a.request.stop_tokens.end()) {
+          why = FinishReason::kStopString;
+          last = true;
         } else if (st.generated >= a.request.max_tokens) {
           last = true;
         } else if (int(a.tokens.size()) >= config_.max_context) {

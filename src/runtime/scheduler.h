@@ -53,6 +53,9 @@ struct Request {
   int max_tokens = 256;
   SamplingParams sampling;
   bool stop_at_eog = true;
+  // The request ends right after sampling one of these (kept in its sequence, finish reason
+  // kStopString): an agent stops exactly at its join tag, even when the scheduler runs its own loop.
+  std::vector<int32_t> stop_tokens;
   // A request whose sequence this one continues: a running one (its tokens so far) or a held
   // one (all of its tokens).
   RequestId fork_of = -1;

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cmath>
 #include <map>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -143,6 +144,38 @@ TEST_F(SchedulerTest, RefusedForksTakeNoBlocks) {
   EXPECT_THROW(s.submit(too_long), Error);
   EXPECT_EQ(s.kv().n_free(), free_before);  // no references left behind
   s.run_until_idle();
+}
+
+// A stop token ends the request right after it (in its sequence: a held request's fork
+// continues after it), even when the scheduler runs its own loop.
+TEST_F(SchedulerTest, StopTokenEndsTheRequestRightAfterIt) {
+  const std::vector<int32_t> full = alone(prompt(20, 3), 12);
+  ASSERT_GE(full.size(), 4u);
+  const int32_t stop = full[3];
+  const size_t first = size_t(std::find(full.begin(), full.end(), stop) - full.begin());
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  s.start();
+  std::mutex mu;
+  std::condition_variable cv;
+  Collected got;
+  bool done = false;
+  Request r = request(prompt(20, 3), 12);
+  r.stop_tokens = {stop};
+  r.hold = true;
+  const RequestId id = s.submit(std::move(r), [&](const TokenEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    collect(got)(e);
+    done = done || e.done;
+    cv.notify_one();
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+  }
+  EXPECT_EQ(got.finish[id], FinishReason::kStopString);
+  EXPECT_EQ(got.tokens[id], std::vector<int32_t>(full.begin(), full.begin() + long(first) + 1));
+  EXPECT_EQ(s.stats(id).prompt_tokens + s.stats(id).generated, 20 + int(first) + 1);
+  s.stop();
 }
 
 TEST_F(SchedulerTest, CancelStopsARequestAndFreesItsBlocks) {
