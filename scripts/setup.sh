@@ -6,6 +6,7 @@ packages=(build-essential cmake ninja-build pkg-config
           libicu-dev
           libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev
           chromium
+          libtorch-dev libopenblas0-pthread
           clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do

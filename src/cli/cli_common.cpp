@@ -15,6 +15,10 @@
 #include "util/error.h"
 #include "util/thread_pool.h"
 
+#ifdef MUSE_BUILTIN_MODEL
+extern "C" const char muse_builtin_model[], muse_builtin_model_end[];
+#endif
+
 namespace muse {
 
 double seconds_since(Clock::time_point t) {
@@ -37,7 +41,8 @@ std::string human_bytes(double b) {
 
 namespace {
 
-// Until Muse ships a trained model, the default is a small synthetic one written on first use.
+// The default model: Muse's own (linked in when models/muse-nano.gguf was there at build time),
+// else a small random-weight one; written to MUSE_HOME (~/.cache/muse) on first use.
 std::string default_model_path() {
   std::string dir;
   if (const char* h = std::getenv("MUSE_HOME")) dir = h;
@@ -49,6 +54,23 @@ std::string default_model_path() {
       partial = dir.substr(0, i);
       if (!partial.empty()) mkdir(partial.c_str(), 0755);
     }
+#ifdef MUSE_BUILTIN_MODEL
+  // Muse's own model, linked in: written out once per version (the name carries its hash).
+  const std::string_view bytes(muse_builtin_model, size_t(muse_builtin_model_end - muse_builtin_model));
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : bytes) hash = (hash ^ c) * 1099511628211ull;
+  char name[64];
+  std::snprintf(name, sizeof name, "/muse-nano-%016llx.gguf", (unsigned long long)hash);
+  const std::string path = dir + name;
+  if (access(path.c_str(), R_OK) != 0) {
+    std::fprintf(stderr, "muse: writing the built-in default model (muse-nano) to %s\n", path.c_str());
+    const std::string tmp = path + ".tmp";
+    std::ofstream f(tmp, std::ios::binary);
+    if (!f || !f.write(bytes.data(), std::streamsize(bytes.size())) || !f.flush()) fail("cannot write ", tmp);
+    f.close();
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot write ", path);
+  }
+#else
   const std::string path = dir + "/default-synth-q8_0.gguf";
   if (access(path.c_str(), R_OK) != 0) {
     std::fprintf(stderr, "muse: writing the built-in default model (random weights) to %s\n", path.c_str());
@@ -61,6 +83,7 @@ std::string default_model_path() {
     synthesize(o, tmp);
     if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot write ", path);
   }
+#endif
   return path;
 }
 

@@ -6,6 +6,8 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "testing/test_support.h"
 #include "util/json.h"
@@ -314,6 +316,44 @@ TEST_F(Cli, ChatTemplateRendersExactlyAndReportsRaisedErrors) {
   EXPECT_NE(r.err.find("--context is required"), std::string::npos) << r.err;
   std::remove(tpl.c_str());
   std::remove(ctx.c_str());
+}
+
+}  // namespace
+}  // namespace muse
+
+namespace muse {
+namespace {
+
+// The whole pipeline at toy size: tokenizer, both stages, evaluations, export. The losses must
+// fall and the model must load and run; what it learns in seconds is not judged here.
+TEST(CliTrain, SmokeRecipeTrainsAndWritesAModelMuseRuns) {
+  const std::string dir = testing::temp_path("train-smoke");
+  const Result r = muse("train --recipe smoke --time-scale 0.5 -t 2 --run-dir " + dir + " -o " + dir + "/m.gguf");
+  if (r.code != 0 && r.err.find("without libtorch") != std::string::npos) GTEST_SKIP() << "built without libtorch";
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("| sft | countdown-3 + arithmetic | think |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| grpo | countdown-4 | markup:4 |"), std::string::npos) << r.out;
+  // Stage 1's loss falls; stage 2 logged its steps.
+  std::istringstream log(testing::read_file(dir + "/log.csv"));
+  std::string line;
+  std::vector<double> sft_loss;
+  int grpo_steps = 0;
+  while (std::getline(log, line)) {
+    if (line.rfind("sft,", 0) == 0) sft_loss.push_back(std::stod(line.substr(line.find(',', 4) + 1)));
+    if (line.rfind("grpo,", 0) == 0) ++grpo_steps;
+  }
+  ASSERT_GE(sft_loss.size(), 10u);
+  EXPECT_LT(sft_loss.back(), sft_loss.front() - 0.5);
+  EXPECT_GE(grpo_steps, 2);
+  for (const char* f : {"/loss.svg", "/rl.svg", "/accuracy_vs_tokens.svg", "/results.json", "/sft.gguf", "/grpo.gguf"})
+    EXPECT_FALSE(testing::read_file(dir + f).empty()) << f;
+  const Result info = muse("info -m " + dir + "/m.gguf");
+  ASSERT_EQ(info.code, 0) << info.err;
+  const Result run = muse("run -m " + dir + "/m.gguf --chat -p \"Compute 2 + 3.\" -n 8 --temp 0");
+  EXPECT_EQ(run.code, 0) << run.err;
+  const Result bad = muse("train --recipe huge");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("unknown recipe"), std::string::npos) << bad.err;
 }
 
 }  // namespace

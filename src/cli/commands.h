@@ -20,6 +20,7 @@ int cmd_contemplate(const Argv& args);
 int cmd_eval(const Argv& args);
 int cmd_eval_data(const Argv& args);
 int cmd_serve(const Argv& args);
+int cmd_train(const Argv& args);
 int cmd_chat_template(const Argv& args);
 
 }  // namespace muse

@@ -25,9 +25,12 @@ constexpr const char* kUsage =
     "         [--json FILE] [generation options]  N traces in parallel, live lanes, voted answer\n"
     "  eval   [-m FILE] --data FILE.jsonl [--mode M]... [--limit N] [--concurrency C] [--json OUT]\n"
     "         [--plot OUT.svg] [generation options]  accuracy, tokens and time per reasoning mode\n"
-    "         (modes: no-think, think, budget:N, deer[:THRESHOLD], contemplate:N)\n"
-    "  eval-data --task arithmetic|countdown|logic [--count N] [--seed S] [-o FILE.jsonl]\n"
+    "         (modes: no-think, think, budget:N, deer[:THRESHOLD], contemplate:N, markup:W)\n"
+    "  eval-data --task arithmetic|countdown|logic [--count N] [--seed S] [--size K] [-o FILE.jsonl]\n"
     "                                             a synthetic question set with checked answers\n"
+    "                                             (--size: arithmetic steps, Countdown numbers)\n"
+    "  train  [--recipe nano|smoke] [-o FILE] [--run-dir DIR] [--stage all|sft|grpo|eval] [--init FILE]\n"
+    "         [--time-scale X]                    train Muse's own reasoning model (needs libtorch)\n"
     "  serve  [-m FILE] [--host 127.0.0.1] [--port 8080] [--api-key-file FILE] [-c CONTEXT]\n"
     "                                             OpenAI-compatible API (/v1) and web app (/)\n"
     "  chat-template (--template FILE.jinja | -m FILE) --context CONTEXT.json [--now ISO-TIME]\n"
@@ -73,6 +76,7 @@ int main(int argc, char** argv) {
     if (cmd == "eval") return muse::cmd_eval(args);
     if (cmd == "eval-data") return muse::cmd_eval_data(args);
     if (cmd == "serve") return muse::cmd_serve(args);
+    if (cmd == "train") return muse::cmd_train(args);
     if (cmd == "chat-template") return muse::cmd_chat_template(args);
     std::fprintf(stderr, "muse: unknown command \"%s\" (try muse --help)\n", cmd.c_str());
     return 2;

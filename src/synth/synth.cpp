@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <set>
 #include <sstream>
 #include <vector>
 
 #include "io/gguf.h"
+#include "tokenizer/bpe_trainer.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -30,26 +30,6 @@ constexpr const char* kCorpus =
     "Hello, world! How are you today? I am fine, thank you. What is the capital of France? "
     "Paris is the capital of France, and Berlin is the capital of Germany. 1 + 2 = 3, "
     "12 * 12 = 144, 100 - 58 = 42, 7 / 7 = 1. ";
-
-// GPT-2's reversible map from bytes to printable characters, as UTF-8 strings.
-std::vector<std::string> byte_symbols() {
-  std::vector<std::string> sym(256);
-  auto utf8 = [](unsigned cp) {
-    std::string s;
-    if (cp < 0x80) s += char(cp);
-    else {
-      s += char(0xc0 | (cp >> 6));
-      s += char(0x80 | (cp & 0x3f));
-    }
-    return s;
-  };
-  int extra = 0;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    sym[b] = utf8(printable ? unsigned(b) : unsigned(256 + extra++));
-  }
-  return sym;
-}
 
 struct Vocab {
   std::vector<std::string> tokens;
@@ -116,31 +96,14 @@ Vocab make_vocab(int n_vocab, uint64_t seed) {
       }
     }
   }
-  while (int(v.tokens.size()) < n_normal) {
-    std::map<std::pair<std::string, std::string>, int> counts;
-    for (const auto& w : words)
-      for (size_t i = 0; i + 1 < w.size(); ++i) ++counts[{w[i], w[i + 1]}];
-    auto best = counts.end();
-    for (auto it = counts.begin(); it != counts.end(); ++it)
-      if (it->second >= 2 && (best == counts.end() || it->second > best->second)) best = it;
-    if (best == counts.end()) break;
-    const auto [a, b] = best->first;
-    const std::string ab = a + b;
-    for (auto& w : words) {
-      std::vector<std::string> out;
-      for (size_t i = 0; i < w.size(); ++i) {
-        if (i + 1 < w.size() && w[i] == a && w[i + 1] == b) {
-          out.push_back(ab);
-          ++i;
-        } else {
-          out.push_back(w[i]);
-        }
-      }
-      w = std::move(out);
-    }
+  std::vector<BpeWord> bpe_words;
+  for (auto& w : words) bpe_words.push_back({std::move(w), 1});
+  for (const std::string& m : learn_merges(bpe_words, n_normal - int(v.tokens.size()))) {
+    const size_t space = m.find(' ');
+    std::string ab = m.substr(0, space) + m.substr(space + 1);
     if (seen.insert(ab).second) {
-      v.tokens.push_back(ab);
-      v.merges.push_back(a + " " + b);
+      v.tokens.push_back(std::move(ab));
+      v.merges.push_back(m);
     }
   }
   // Fill the rest with merges of random existing pieces, as a large tokenizer would have.
@@ -242,6 +205,8 @@ struct TensorPlan {
 };
 
 }  // namespace
+
+const char* chatml_think_template() { return kChatTemplate; }
 
 void apply_preset(const std::string& preset, SynthOptions& o) {
   SynthShape& s = o.shape;

@@ -32,6 +32,9 @@ void apply_preset(const std::string& preset, SynthOptions& opts);
 // "embd=256,layers=2,heads=8,kv_heads=2,head_dim=32,ff=768,vocab=2048,ctx=4096,rope_base=1e4"
 void apply_dims(const std::string& dims, SynthShape& shape);
 
+// The chat template of Muse's own models: ChatML with <think> reasoning and <tool_call> calls.
+const char* chatml_think_template();
+
 // Writes the model; progress(done, total) is called as tensors are generated.
 void synthesize(const SynthOptions& opts, const std::string& path,
                 const std::function<void(int, int)>& progress = {});

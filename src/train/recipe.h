@@ -1,0 +1,57 @@
+// `muse train`'s recipes: the whole thought-compression pipeline, from nothing to a shipped
+// model. A tokenizer learned on the training text; stage 1 (think long): supervised training on
+// verbose solution traces; stage 2 (compress): GRPO with rollouts from Muse's batched engine and
+// a reward of correctness minus a warmed-up length penalty; evaluations on held-out problems
+// after each stage (single agent and Contemplating mode); curves, plots and a results table.
+// Step counts follow from wall-clock budgets and the measured speed, so a recipe takes the
+// same time on any machine (and learns less on a slower one).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "train/gguf_export.h"
+#include "train/sft_data.h"
+
+namespace muse {
+
+struct Recipe {
+  std::string name;
+  NetShape shape;  // n_vocab follows from the tokenizer
+  int vocab_size = 768;
+  int tokenizer_texts = 3000;
+  SftMix mix;
+  uint64_t seed = 1;
+  // Stage 1.
+  double sft_minutes = 55;
+  int64_t sft_batch_tokens = 8192;
+  double sft_lr = 2e-3, sft_lr_min = 2e-4;
+  int sft_warmup_steps = 30;
+  // Stage 2.
+  double grpo_minutes = 45;
+  int grpo_prompts = 8, grpo_group = 8, grpo_max_tokens = 640;
+  double grpo_lr = 3e-4, grpo_clip = 0.2;
+  double length_weight = 0.5;  // Kimi long2short's weight once warmed up
+  // Evaluation: held-out problems: eval_items Countdown-3 and as many arithmetic (single agent),
+  // half as many Countdown-4 (sub-agents against the single agent).
+  int eval_items = 100;
+  int eval_max_tokens = 1024;
+};
+
+// "nano" (the shipped model: ~4M parameters, about 2 hours on 2 cores) and "smoke" (a tiny
+// model in about 2 minutes, for tests). Throws muse::Error for others.
+Recipe recipe_by_name(const std::string& name);
+
+struct TrainOptions {
+  std::string run_dir = "muse-train";  // logs, checkpoints, plots, results
+  std::string output;                  // the final model (F16); "" : run_dir/<name>.gguf
+  std::string stage = "all";  // all | sft | grpo | eval (the results of both stages' models)
+  std::string init;           // grpo: start from this exported model (default run_dir/sft.gguf)
+  int threads = 2;
+  double time_scale = 1.0;  // multiplies the recipe's time budgets
+};
+
+// Runs the recipe, printing progress on stderr; returns the results table (Markdown).
+std::string run_recipe(const Recipe& recipe, const TrainOptions& options);
+
+}  // namespace muse

@@ -1,0 +1,58 @@
+// Training text for Muse's own small reasoning model (issue 6, thought compression): verbose
+// solution traces for supervised fine-tuning, from the eval task generators and their solvers.
+// Reinforcement learning with a length penalty then makes the model think shorter, which it can
+// only learn if the traces vary in length for the same kind of problem: optional redundant lines
+// appear with a per-trace probability, and the Countdown search order is shuffled.
+//
+// Every example is a pure function of (seed, index), so data loaders can run in parallel and
+// resume anywhere.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace muse {
+
+// One training sequence as text pieces: `context` pieces are given (no loss), `target` pieces are
+// what the model must learn to generate (loss). Concatenated in order they are the full sequence.
+struct TextPiece {
+  std::string text;
+  bool target = false;
+};
+using TrainingText = std::vector<TextPiece>;
+
+// The pieces concatenated: the whole sequence.
+std::string joined_text(const TrainingText& text);
+
+struct SftMix {  // fractions, normalised
+  double arithmetic = 0.25, countdown3 = 0.5, countdown4_spawn = 0.2, no_think = 0.05;
+  int arithmetic_min_steps = 2, arithmetic_max_steps = 3;
+  int max_trace_lines = 60;  // Countdown-3 traces longer than this are redrawn (bounds tokens)
+};
+
+// The index-th training text of the stream for `seed`, independent of every other index:
+//  - think (arithmetic, Countdown-3): the chat prompt, then "<think>\n" + trace + "\n</think>\n\n"
+//    + "Answer: A<|im_end|>" as target;
+//  - no-think: the prompt and an empty thinking block as context, "Answer: A<|im_end|>" as target;
+//  - Countdown-4 with sub-agents: one of sft_spawn_example's texts (the parent half the time).
+// Traces: 0.75 of them fully verbose (verbosity 1, the "think long" model), the others a
+// verbosity drawn uniformly in [0, 1]; Countdown moves shuffled, no cap on the lines shown.
+TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index);
+
+// A Countdown-4 problem solved with sub-agents (MarkupProtocol's native markup). The parent thinks
+// "Numbers: ... Target: T." and spawns up to 4 first moves per round, one per line, in the
+// shuffled order of the solver, each as the Countdown-3 task
+//   <spawn>Numbers: A, B and C. Target: T. Use A = 9 + 5.</spawn>
+// then <join>. Each child (context: the parent's sequence through <join>, then <task>TASK</task>)
+// searches the three values and answers the full expression over the original four numbers, or
+// "none". The parent (results as context) writes "Found: R" and "Answer: R" for the first answer,
+// or "No luck." and the next round. Problems are solvable and a solving move comes within the
+// first 4 rounds. Returns the parent first, then up to `max_children` children in spawn order,
+// the one whose answer the parent takes among them (when max_children > 0).
+std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int max_children = 2);
+
+// The prompt the chat template renders for a one-turn question (for evaluation and RL):
+// "<|im_start|>user\n" + question + "<|im_end|>\n<|im_start|>assistant\n".
+std::string chat_prompt_text(const std::string& question);
+
+}  // namespace muse

@@ -1,0 +1,444 @@
+// SFT training text: deterministic per (seed, index); every answer is right by the eval checkers,
+// re-derived from the question text alone; traces vary in length and shorter ones are the longer
+// ones with lines left out; the eval sets' traces are unchanged; sub-agent examples follow the
+// native spawn markup as MarkupProtocol reads it.
+#include "train/sft_data.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include "evals/tasks.h"
+#include "io/gguf.h"
+#include "reasoning/contemplation.h"
+#include "reasoning/parallel_thinking.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
+#include "util/error.h"
+
+namespace muse {
+namespace {
+
+const std::string kEnd = "<|im_end|>";
+
+bool ends_with(const std::string& s, const std::string& p) {
+  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+
+std::string between(const std::string& s, const std::string& open, const std::string& close) {
+  const size_t a = s.find(open);
+  if (a == std::string::npos) return "";
+  const size_t b = s.find(close, a + open.size());
+  return b == std::string::npos ? "" : s.substr(a + open.size(), b - a - open.size());
+}
+
+std::vector<int> parse_numbers(const std::string& list) {  // "9, 5, 1 and 35"
+  std::vector<int> out;
+  for (size_t i = 0; i < list.size();) {
+    if (!std::isdigit(static_cast<unsigned char>(list[i]))) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < list.size() && std::isdigit(static_cast<unsigned char>(list[j]))) ++j;
+    out.push_back(std::stoi(list.substr(i, j - i)));
+    i = j;
+  }
+  return out;
+}
+
+// The item a prompt asks about, from the question text alone (not the generator's item).
+EvalItem item_from_prompt(const std::string& prompt) {
+  const std::string q = between(prompt, "<|im_start|>user\n", kEnd);
+  EvalItem item;
+  item.question = q;
+  if (q.rfind("Compute ", 0) == 0) {
+    const std::optional<int64_t> v = evaluate_expression(between(q, "Compute ", ". Give"));
+    if (!v) fail("bad arithmetic question ", q);
+    item.check = CheckKind::kNumeric;
+    item.answer = std::to_string(*v);
+  } else {
+    item.check = CheckKind::kCountdown;
+    item.numbers = parse_numbers(between(q, "Using the numbers ", ", each"));
+    item.target = std::stoi(between(q, "reach ", ". Every"));
+  }
+  return item;
+}
+
+std::string answer_of(const std::string& target) {  // after the last "Answer: ", before the end
+  EXPECT_TRUE(ends_with(target, kEnd)) << target;
+  const size_t at = target.rfind("Answer: ");
+  if (at == std::string::npos) return "";
+  return target.substr(at + 8, target.size() - kEnd.size() - at - 8);
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1)
+    out.push_back(text.substr(start, nl - start));
+  out.push_back(text.substr(start));
+  return out;
+}
+
+// Whether every line of `shorter` appears in `longer`, in order.
+bool lines_subsequence(const std::string& shorter, const std::string& longer) {
+  const std::vector<std::string> a = lines_of(shorter), b = lines_of(longer);
+  size_t j = 0;
+  for (const std::string& line : a) {
+    while (j < b.size() && b[j] != line) ++j;
+    if (j++ == b.size()) return false;
+  }
+  return true;
+}
+
+void expect_clean(const TrainingText& t) {
+  ASSERT_GE(t.size(), 2u);
+  EXPECT_FALSE(t[0].target);
+  EXPECT_TRUE(t.back().target);
+  const std::string all = joined_text(t);
+  EXPECT_EQ(all.find('\r'), std::string::npos);
+  EXPECT_EQ(all.find('\t'), std::string::npos);
+  EXPECT_EQ(all.find("not shown"), std::string::npos) << all;
+  EXPECT_EQ(all.rfind("<|im_start|>user\n", 0), 0u);
+  EXPECT_TRUE(ends_with(all, kEnd));
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// A byte-level vocabulary, enough for MarkupProtocol (which tokenizes only what it appends).
+std::unique_ptr<Tokenizer> byte_tokenizer() {
+  static std::string bytes;
+  std::vector<std::string> tokens;
+  for (int b = 0; b < 256; ++b) tokens.push_back(byte_to_gpt2_char(uint8_t(b)));
+  GgufWriter w;
+  w.set_string("tokenizer.ggml.model", "gpt2");
+  w.set_string("tokenizer.ggml.pre", "gpt-2");
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  w.set_i32_array("tokenizer.ggml.token_type", std::vector<int32_t>(tokens.size(), 1));
+  w.set_string_array("tokenizer.ggml.merges", {});
+  bytes = w.to_bytes();
+  const auto file =
+      GgufFile::from_memory(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  return Tokenizer::from_gguf(*file);
+}
+
+TEST(SftData, DeterministicPerSeedAndIndex) {
+  const SftMix mix;
+  std::set<std::string> seen;
+  for (uint64_t i = 0; i < 80; ++i) {
+    const std::string a = joined_text(sft_example(mix, 7, i));
+    EXPECT_EQ(a, joined_text(sft_example(mix, 7, i)));
+    EXPECT_NE(a, joined_text(sft_example(mix, 8, i)));
+    seen.insert(a);
+  }
+  EXPECT_GE(seen.size(), 78u);
+  // Out of order gives the same texts: an index does not depend on the others.
+  EXPECT_EQ(joined_text(sft_example(mix, 7, 1000)), joined_text(sft_example(mix, 7, 1000)));
+  const std::vector<TrainingText> s = sft_spawn_example(3, 4);
+  const std::vector<TrainingText> again = sft_spawn_example(3, 4);
+  ASSERT_EQ(s.size(), again.size());
+  for (size_t i = 0; i < s.size(); ++i) EXPECT_EQ(joined_text(s[i]), joined_text(again[i]));
+}
+
+TEST(SftData, AnswersAreRightAndTextsAreWellFormed) {
+  const SftMix mix;
+  int think = 0, no_think = 0, parents = 0, children = 0, arithmetic = 0, countdown = 0;
+  for (uint64_t i = 0; i < 400; ++i) {
+    const TrainingText t = sft_example(mix, 11, i);
+    SCOPED_TRACE(joined_text(t));
+    expect_clean(t);
+    const EvalItem item = item_from_prompt(t[0].text);
+    (item.check == CheckKind::kNumeric ? arithmetic : countdown)++;
+    const std::string& last = t.back().text;
+    if (t.size() == 2 && t[0].text == chat_prompt_text(item.question)) {  // think
+      ++think;
+      EXPECT_EQ(last.rfind("<think>\n", 0), 0u);
+      EXPECT_NE(last.find("\n</think>\n\nAnswer: "), std::string::npos);
+      EXPECT_EQ(last.find("\n\n</think>"), std::string::npos);  // no blank line before the end
+      EXPECT_EQ(last.find("Answer:"), last.rfind("Answer:"));   // once, after thinking
+      EXPECT_TRUE(check_answer(item, answer_of(last))) << answer_of(last);
+    } else if (t.size() == 2) {  // no think
+      ++no_think;
+      EXPECT_EQ(t[0].text, chat_prompt_text(item.question) + "<think>\n\n</think>\n\n");
+      EXPECT_EQ(last.rfind("Answer: ", 0), 0u);
+      EXPECT_TRUE(check_answer(item, answer_of(last))) << answer_of(last);
+    } else if (t[1].text.rfind("<task>", 0) == 0) {  // a sub-agent
+      ++children;
+      const std::string answer = answer_after_thinking(last.substr(0, last.size() - kEnd.size()));
+      EXPECT_TRUE(answer == "none" || check_answer(item, answer)) << answer;
+    } else {  // a parent
+      ++parents;
+      EXPECT_TRUE(check_answer(item, answer_of(last))) << answer_of(last);
+    }
+  }
+  // The mix's fractions, roughly (0.25, 0.5, 0.2 and 0.05 of 400).
+  EXPECT_GT(think, 260);
+  EXPECT_GT(no_think, 5);
+  EXPECT_GT(parents, 15);
+  EXPECT_GT(children, 15);
+  EXPECT_GT(arithmetic, 60);
+  EXPECT_GT(countdown, 200);
+}
+
+TEST(SftData, MixSelectsKindsAndValidates) {
+  SftMix only_arithmetic;
+  only_arithmetic.countdown3 = only_arithmetic.countdown4_spawn = only_arithmetic.no_think = 0;
+  only_arithmetic.arithmetic_min_steps = only_arithmetic.arithmetic_max_steps = 4;
+  for (uint64_t i = 0; i < 20; ++i) {
+    const std::string target = sft_example(only_arithmetic, 1, i).back().text;
+    EXPECT_NE(target.find("Step 4: "), std::string::npos) << target;
+    EXPECT_EQ(target.find("Step 5: "), std::string::npos) << target;
+  }
+  SftMix bad;
+  bad.no_think = -1;
+  EXPECT_THROW(sft_example(bad, 1, 0), Error);
+  bad = SftMix();
+  bad.arithmetic = bad.countdown3 = bad.countdown4_spawn = bad.no_think = 0;
+  EXPECT_THROW(sft_example(bad, 1, 0), Error);
+  bad = SftMix();
+  bad.arithmetic_max_steps = 1;
+  EXPECT_THROW(sft_example(bad, 1, 0), Error);
+  EXPECT_THROW(sft_spawn_example(1, 0, -1), Error);
+  // Countdown-3 traces stay within max_trace_lines.
+  SftMix short_traces;
+  short_traces.arithmetic = short_traces.countdown4_spawn = short_traces.no_think = 0;
+  short_traces.max_trace_lines = 20;
+  for (uint64_t i = 0; i < 40; ++i) {
+    const std::string target = sft_example(short_traces, 2, i).back().text;
+    EXPECT_LE(std::count(target.begin(), target.end(), '\n'), 20 + 3) << target;
+  }
+}
+
+TEST(SftData, TraceVerbosityVariesWithinTheMix) {
+  SftMix countdown_only;
+  countdown_only.arithmetic = countdown_only.countdown4_spawn = countdown_only.no_think = 0;
+  int with_preamble = 0;
+  const int n = 300;
+  for (uint64_t i = 0; i < n; ++i)
+    with_preamble += sft_example(countdown_only, 5, i).back().text.find("Combine two numbers") !=
+                     std::string::npos;
+  // 0.75 fully verbose, and on average half of the others: 0.875.
+  EXPECT_GT(with_preamble, n * 0.75);
+  EXPECT_LT(with_preamble, n * 0.97);
+}
+
+TEST(SftTraceStyle, DefaultsKeepTheEvalTraces) {
+  // Hashes and the trace of the generators before TraceStyle existed.
+  std::string a, c;
+  for (const EvalItem& it : generate_arithmetic(20, 3, 3))
+    a += it.question + "\n" + it.answer + "\n" + it.solution + "\n";
+  for (const EvalItem& it : generate_countdown(20, 5, 4))
+    c += it.question + "\n" + it.answer + "\n" + it.solution + "\n";
+  for (const EvalItem& it : generate_countdown(5, 9, 6))
+    c += it.question + "\n" + it.answer + "\n" + it.solution + "\n";
+  EXPECT_EQ(fnv1a(a), 0x2504af2129892e1bull);
+  EXPECT_EQ(fnv1a(c), 0xdcfaa9922ca38467ull);
+  EXPECT_NE(c.find("more tries not shown.)"), std::string::npos);
+  EXPECT_EQ(generate_arithmetic(1, 3, 3, TraceStyle())[0].solution,
+            "We work out the innermost operation first, one at a time.\n"
+            "The expression is 12 * ((78 - 18) + 24).\n"
+            "Step 1: 78 - 18 = 60.\n"
+            "The expression is now 12 * (60 + 24).\n"
+            "Step 2: 60 + 24 = 84.\n"
+            "The expression is now 12 * 84.\n"
+            "Step 3: 12 * 84 = 1008.\n"
+            "Answer: 1008");
+  std::string old_style, default_style;
+  EXPECT_EQ(solve_countdown({3, 7, 25, 50}, 96, &old_style),
+            solve_countdown({3, 7, 25, 50}, 96, &default_style, TraceStyle()));
+  EXPECT_EQ(old_style, default_style);
+}
+
+TEST(SftTraceStyle, TerseTracesAreVerboseOnesWithLinesLeftOut) {
+  TraceStyle verbose;
+  verbose.max_shown_lines = 0;
+  verbose.shuffle_moves = true;
+  verbose.check_steps = true;
+  for (uint64_t seed = 1; seed <= 30; ++seed) {
+    verbose.seed = seed;
+    TraceStyle terse = verbose, half = verbose;
+    terse.verbosity = 0;
+    half.verbosity = 0.5;
+    const EvalItem a1 = generate_arithmetic(1, seed, 3, verbose)[0];
+    const EvalItem a0 = generate_arithmetic(1, seed, 3, terse)[0];
+    const EvalItem ah = generate_arithmetic(1, seed, 3, half)[0];
+    EXPECT_EQ(a0.question, a1.question);
+    EXPECT_EQ(a0.answer, a1.answer);
+    EXPECT_LT(a0.solution.size(), a1.solution.size());
+    EXPECT_TRUE(lines_subsequence(a0.solution, ah.solution)) << a0.solution << "\n" << ah.solution;
+    EXPECT_TRUE(lines_subsequence(ah.solution, a1.solution)) << ah.solution << "\n" << a1.solution;
+    EXPECT_NE(a1.solution.find("Check: "), std::string::npos);
+    EXPECT_EQ(a0.solution.find("Check: "), std::string::npos);
+    EXPECT_EQ(a0.solution.find("The expression is now"), std::string::npos);
+    EXPECT_NE(a0.solution.find("Step 3: "), std::string::npos);
+    // Check lines state an exact inverse: "Check: c op b = a, so ..." evaluates.
+    for (const std::string& line : lines_of(a1.solution)) {
+      if (line.rfind("Check: ", 0) != 0) continue;
+      const std::string lhs = between(line, "Check: ", " = ");
+      const std::string rhs = between(line, " = ", ", so");
+      EXPECT_EQ(evaluate_expression(lhs), evaluate_expression(rhs)) << line;
+    }
+
+    const EvalItem item = generate_countdown(1, seed, 4)[0];
+    std::string t1, t0, th;
+    const std::string e1 = solve_countdown(item.numbers, item.target, &t1, verbose);
+    const std::string e0 = solve_countdown(item.numbers, item.target, &t0, terse);
+    const std::string eh = solve_countdown(item.numbers, item.target, &th, half);
+    EXPECT_EQ(e0, e1);  // the same search
+    EXPECT_EQ(eh, e1);
+    EXPECT_TRUE(check_answer(item, e1)) << e1;
+    EXPECT_LT(t0.size(), t1.size());
+    EXPECT_TRUE(lines_subsequence(t0, th));
+    EXPECT_TRUE(lines_subsequence(th, t1));
+    EXPECT_EQ(t0.find("Combine two"), std::string::npos);
+    EXPECT_EQ(t0.find("Found it."), std::string::npos);
+    EXPECT_EQ(t0.find("Dead end:"), std::string::npos);
+    EXPECT_NE(t0.find("As one expression: " + e0 + " = "), std::string::npos);
+    EXPECT_TRUE(ends_with(t0, "\nAnswer: " + e0));
+    EXPECT_EQ(t1.find("not shown"), std::string::npos);
+  }
+}
+
+TEST(SftTraceStyle, ShuffledSearchFindsAnAnswerExactlyWhenThePlainOneDoes) {
+  std::mt19937 rng(1234);
+  auto draw = [&](int lo, int hi) { return lo + int(rng() % unsigned(hi - lo + 1)); };
+  int solvable = 0;
+  std::set<std::string> first_tries;
+  for (int k = 0; k < 200; ++k) {
+    EvalItem item;
+    item.check = CheckKind::kCountdown;
+    const int n = draw(2, 5);
+    for (int i = 0; i < n; ++i)
+      item.numbers.push_back(draw(0, 4) == 0 ? 25 * draw(1, 4) : draw(1, 10));
+    item.target = draw(1, 300);
+    TraceStyle shuffled;
+    shuffled.shuffle_moves = true;
+    shuffled.max_shown_lines = 0;
+    shuffled.seed = uint64_t(k);
+    std::string trace;
+    const std::string plain = solve_countdown(item.numbers, item.target);
+    const std::string found = solve_countdown(item.numbers, item.target, &trace, shuffled);
+    SCOPED_TRACE(trace);
+    EXPECT_EQ(plain.empty(), found.empty());
+    if (!found.empty()) {
+      EXPECT_TRUE(check_answer(item, found)) << found;
+    }
+    solvable += !found.empty();
+    // The root's tries come in countdown_first_moves' order (a repeated move tried again).
+    const std::vector<CountdownMove> moves = countdown_first_moves(item.numbers, shuffled);
+    std::vector<std::string> expected, tried;
+    for (const CountdownMove& m : moves)
+      expected.push_back("Try " + std::to_string(m.a) + " " + m.op + " " + std::to_string(m.b) +
+                         " = " + std::to_string(m.result));
+    for (const std::string& line : lines_of(trace)) {
+      if (line.rfind("Try ", 0) != 0) continue;
+      const std::string head = line.substr(0, line.find_first_of(",:"));
+      if (std::find(tried.begin(), tried.end(), head) == tried.end()) tried.push_back(head);
+    }
+    ASSERT_LE(tried.size(), expected.size());
+    EXPECT_TRUE(std::equal(tried.begin(), tried.end(), expected.begin()));
+    for (const CountdownMove& m : moves) EXPECT_GE(m.a, m.b);
+    if (!expected.empty()) first_tries.insert(expected[0]);
+  }
+  EXPECT_GT(solvable, 40);
+  EXPECT_LT(solvable, 190);
+  EXPECT_GT(first_tries.size(), 50u);  // the order does change
+}
+
+TEST(SftData, SpawnExamplesFollowTheMarkupProtocol) {
+  const std::unique_ptr<Tokenizer> tokenizer = byte_tokenizer();
+  MarkupProtocol protocol(*tokenizer);
+  int multi_round = 0;
+  for (uint64_t index = 0; index < 40; ++index) {
+    const std::vector<TrainingText> all = sft_spawn_example(9, index, 1000);
+    ASSERT_GE(all.size(), 2u);
+    const TrainingText& parent = all[0];
+    SCOPED_TRACE(joined_text(parent));
+    expect_clean(parent);
+    const EvalItem item = item_from_prompt(parent[0].text);
+    ASSERT_EQ(item.numbers.size(), 4u);
+
+    // The parent's segments, as MarkupProtocol reads them, give the children's tasks in order;
+    // the results it is given are the children's answers.
+    std::vector<std::string> tasks, results;
+    std::vector<std::string> prefixes;  // the parent's sequence at each join
+    std::string sequence;
+    for (const TextPiece& p : parent) {
+      sequence += p.text;
+      if (p.target && ends_with(p.text, "<join>")) {
+        AgentView agent;
+        const std::optional<std::vector<std::string>> asked =
+            protocol.spawn_request(agent, p.text, false);
+        ASSERT_TRUE(asked.has_value());
+        ASSERT_GE(asked->size(), 1u);
+        ASSERT_LE(asked->size(), 4u);
+        for (const std::string& t : *asked) tasks.push_back(t), prefixes.push_back(sequence);
+      } else if (!p.target && p.text.rfind("<result>", 0) == 0) {
+        for (size_t at = 0; (at = p.text.find("<result>", at)) != std::string::npos;) {
+          const size_t end = p.text.find("</result>", at);
+          results.push_back(p.text.substr(at + 8, end - at - 8));
+          at = end;
+        }
+      }
+    }
+    multi_round += prefixes.front() != prefixes.back();
+    ASSERT_EQ(tasks.size(), all.size() - 1);
+    ASSERT_EQ(results.size(), tasks.size());
+    for (size_t c = 1; c < all.size(); ++c) {
+      const TrainingText& child = all[c];
+      expect_clean(child);
+      ASSERT_EQ(child.size(), 3u);
+      EXPECT_EQ(child[0].text, prefixes[c - 1]);
+      EXPECT_EQ(child[1].text, "<task>" + tasks[c - 1] + "</task>");
+      const std::string& body = child[2].text;
+      const std::string answer = answer_after_thinking(body.substr(0, body.size() - kEnd.size()));
+      EXPECT_EQ(answer, results[c - 1]);
+      // "Numbers: A, B and C. Target: T. Use A = x op y.": the answer is "none" exactly when
+      // the three values cannot make the target, else an answer to the original problem.
+      const std::string& task = tasks[c - 1];
+      const std::vector<int> values = parse_numbers(between(task, "Numbers: ", ". Target"));
+      ASSERT_EQ(values.size(), 3u) << task;
+      EXPECT_EQ(std::stoi(between(task, "Target: ", ".")), item.target);
+      const std::string use = between(task, "Use ", ".");
+      EXPECT_EQ(evaluate_expression(use.substr(use.find(" = ") + 3)),
+                std::optional<int64_t>(values[0]));
+      const bool can = !solve_countdown(values, item.target).empty();
+      EXPECT_EQ(answer != "none", can) << task;
+      if (answer != "none") {
+        EXPECT_TRUE(check_answer(item, answer)) << answer;
+      }
+    }
+    // The parent takes the first answer, in its last round.
+    const auto first = std::find_if(results.begin(), results.end(),
+                                    [](const std::string& r) { return r != "none"; });
+    ASSERT_NE(first, results.end());
+    const std::string final_text = joined_text(parent);
+    EXPECT_TRUE(
+        ends_with(final_text, "\nFound: " + *first + "\n</think>\n\nAnswer: " + *first + kEnd));
+    EXPECT_LE(std::set<std::string>(prefixes.begin(), prefixes.end()).size(), 4u);  // rounds
+    AgentView root;
+    root.text = final_text.substr(0, final_text.size() - kEnd.size());
+    EXPECT_EQ(extract_final_answer(protocol.answer(root)), *first);
+
+    // The default selection: the parent and two children, one of them the solving one.
+    const std::vector<TrainingText> picked = sft_spawn_example(9, index);
+    ASSERT_LE(picked.size(), 3u);
+    ASSERT_GE(picked.size(), 2u);
+    EXPECT_EQ(joined_text(picked[0]), final_text);
+    bool solving = false;
+    for (size_t c = 1; c < picked.size(); ++c)
+      solving |= ends_with(picked[c].back().text, "\n\n" + *first + kEnd);
+    EXPECT_TRUE(solving);
+  }
+  EXPECT_GT(multi_round, 5);
+}
+
+}  // namespace
+}  // namespace muse
