@@ -40,6 +40,8 @@ struct Layer {
   torch::Tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
 };
 
+constexpr int64_t kQueryBlock = 128;  // queries per attention block
+
 struct Net : torch::nn::Module {
   NetShape s;
   torch::Tensor tok_embd, output_norm;
@@ -113,8 +115,24 @@ struct Net : torch::nn::Module {
         k = k.repeat_interleave(group, 1);
         v = v.repeat_interleave(group, 1);
       }
-      auto att = torch::softmax(q.matmul(k.transpose(-2, -1)) * scale + causal, -1);
-      auto o = att.matmul(v).transpose(1, 2).reshape({B, T, int64_t(s.n_head) * s.head_dim});
+      // At these widths attention over long sequences costs more than the weights, so: queries
+      // in blocks that each read only the keys up to their end (the causal triangle, not the
+      // square), and scores as one fused product plus mask (baddbmm), with no extra passes.
+      const int64_t BH = B * s.n_head;
+      const auto qs = (q * scale).reshape({BH, T, s.head_dim});
+      const auto kt = k.reshape({BH, T, s.head_dim}).transpose(1, 2);
+      const auto vs = v.reshape({BH, T, s.head_dim});
+      std::vector<torch::Tensor> blocks;
+      for (int64_t b0 = 0; b0 < T; b0 += kQueryBlock) {
+        const int64_t b1 = std::min(T, b0 + kQueryBlock);
+        auto scores = torch::baddbmm(causal.slice(0, b0, b1).slice(1, 0, b1), qs.slice(1, b0, b1),
+                                     kt.slice(2, 0, b1));
+        blocks.push_back(torch::bmm(torch::softmax(scores, -1), vs.slice(1, 0, b1)));
+      }
+      auto o = (blocks.size() == 1 ? blocks[0] : torch::cat(blocks, 1))
+                   .view({B, s.n_head, T, s.head_dim})
+                   .transpose(1, 2)
+                   .reshape({B, T, int64_t(s.n_head) * s.head_dim});
       x = x + F::linear(o, L.wo);
       h = rms_norm(x, L.ffn_norm);
       x = x + F::linear(F::silu(F::linear(h, L.w_gate)) * F::linear(h, L.w_up), L.w_down);
