@@ -423,7 +423,7 @@ class Run {
       const std::string text = tokenizer_.is_eog(e.token) ? std::string() : a.decoder->push(e.token);
       a.segment += text;
       a.view.text += text;
-      if (!a.joining && !stopping_) {
+      if (!stopping_) {
         if (auto tasks = protocol_.spawn_request(a.view, a.segment, false)) {
           a.joining = true;
           a.tasks = std::move(*tasks);

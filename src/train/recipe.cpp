@@ -104,7 +104,9 @@ void write_file(const std::string& path, const std::string& text) {
   if (!f || !(f << text)) fail("cannot write ", path);
 }
 
-TokenizedExample tokenize(const Tokenizer& tokenizer, const TrainingText& text) {
+}  // namespace
+
+TokenizedExample tokenize_example(const Tokenizer& tokenizer, const TrainingText& text) {
   TokenizedExample e;
   Tokenizer::EncodeOptions o;
   o.add_special = false;
@@ -115,6 +117,8 @@ TokenizedExample tokenize(const Tokenizer& tokenizer, const TrainingText& text) 
   }
   return e;
 }
+
+namespace {
 
 // Problems no training text or rollout may contain.
 struct HeldOut {
@@ -202,7 +206,6 @@ ModeReport evaluate_mode(const Model& model, const Tokenizer& tokenizer,
 }
 
 struct StageModel {
-  std::string bytes;  // what the model maps
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<ChatTemplate> chat_template;
@@ -297,7 +300,7 @@ class RecipeRun {
     for (;;) {
       const TrainingText t = sft_example(r_.mix, seed, index++);
       if (held_.contains(t)) continue;
-      TokenizedExample e = tokenize(*tokenizer_, t);
+      TokenizedExample e = tokenize_example(*tokenizer_, t);
       if (int(e.ids.size()) <= r_.shape.n_ctx && e.targets() > 0) return e;
     }
   }

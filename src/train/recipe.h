@@ -12,8 +12,11 @@
 
 #include "train/gguf_export.h"
 #include "train/sft_data.h"
+#include "train/trainer.h"
 
 namespace muse {
+
+class Tokenizer;
 
 struct Recipe {
   std::string name;
@@ -50,6 +53,10 @@ struct TrainOptions {
   int threads = 2;
   double time_scale = 1.0;  // multiplies the recipe's time budgets
 };
+
+// A training text as tokens, loss on its target pieces (every piece boundary sits at a special
+// token, so pieces tokenize as the whole text does).
+TokenizedExample tokenize_example(const Tokenizer& tokenizer, const TrainingText& text);
 
 // Runs the recipe, printing progress on stderr; returns the results table (Markdown).
 std::string run_recipe(const Recipe& recipe, const TrainOptions& options);

@@ -11,6 +11,7 @@
 #include "runtime/scheduler.h"
 #include "tokenizer/tokenizer.h"
 #include "train/gguf_export.h"
+#include "train/recipe.h"
 #include "train/reward.h"
 #include "train/rollout.h"
 #include "train/sft_data.h"
@@ -166,12 +167,7 @@ TEST(TrainExport, MuseComputesTheTrainedNetworksLogits) {
 }
 
 TokenizedExample example_from(const Tokenizer& tok, const TrainingText& text) {
-  TokenizedExample e;
-  for (const TextPiece& p : text) {
-    const auto ids = tok.encode(p.text, {.add_special = false, .parse_special = true});
-    e.ids.insert(e.ids.end(), ids.begin(), ids.end());
-    e.mask.insert(e.mask.end(), ids.size(), p.target ? 1 : 0);
-  }
+  TokenizedExample e = tokenize_example(tok, text);
   e.ids.resize(std::min<size_t>(e.ids.size(), 120));
   e.mask.resize(e.ids.size());
   return e;

@@ -15,12 +15,6 @@ namespace F = torch::nn::functional;
 
 bool trainer_available() { return true; }
 
-int TokenizedExample::targets() const {
-  int n = 0;
-  for (uint8_t m : mask) n += m;
-  return n;
-}
-
 namespace {
 
 // Once per process: torch's intra-op threads and OpenBLAS's own pool (present only when

@@ -19,7 +19,11 @@ bool trainer_available();
 struct TokenizedExample {
   std::vector<int32_t> ids;
   std::vector<uint8_t> mask;
-  int targets() const;
+  int targets() const {
+    int n = 0;
+    for (uint8_t m : mask) n += m;
+    return n;
+  }
 };
 
 struct SftStepStats {

@@ -14,12 +14,6 @@ namespace {
 
 bool trainer_available() { return false; }
 
-int TokenizedExample::targets() const {
-  int n = 0;
-  for (uint8_t m : mask) n += m;
-  return n;
-}
-
 struct Trainer::Impl {};
 Trainer::Trainer(const NetShape&, uint64_t, int, const OptimizerSettings&) { unavailable(); }
 Trainer::~Trainer() = default;
