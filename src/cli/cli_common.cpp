@@ -57,11 +57,7 @@ std::string default_model_path() {
 #ifdef MUSE_BUILTIN_MODEL
   // Muse's own model, linked in: written out once per version (the name carries its hash).
   const std::string_view bytes(muse_builtin_model, size_t(muse_builtin_model_end - muse_builtin_model));
-  uint64_t hash = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : bytes) hash = (hash ^ c) * 1099511628211ull;
-  char name[64];
-  std::snprintf(name, sizeof name, "/muse-nano-%016llx.gguf", (unsigned long long)hash);
-  const std::string path = dir + name;
+  const std::string path = dir + "/muse-nano-" MUSE_BUILTIN_MODEL_HASH ".gguf";
   if (access(path.c_str(), R_OK) != 0) {
     std::fprintf(stderr, "muse: writing the built-in default model (muse-nano) to %s\n", path.c_str());
     const std::string tmp = path + ".tmp";

@@ -176,9 +176,14 @@ int run_chat_turn(const Args& a, const Model& model, const Tokenizer& tokenizer,
   const bool json = a.has("--json");
   const bool tty = isatty(STDERR_FILENO);
   // The answer goes to stdout; reasoning to stderr (dimmed on a terminal), so pipes get the answer.
+  bool reasoning_open = false;  // the answer starts on a line of its own
   const ChatReply reply = engine.reply(request, [&](const OutputDelta& d) {
     if (json) return true;
-    if (!d.reasoning.empty()) std::fprintf(stderr, tty ? "\x1b[2m%s\x1b[0m" : "%s", d.reasoning.c_str());
+    if (!d.reasoning.empty()) {
+      std::fprintf(stderr, tty ? "\x1b[2m%s\x1b[0m" : "%s", d.reasoning.c_str());
+      reasoning_open = d.reasoning.back() != '\n';
+    }
+    if (!d.content.empty() && reasoning_open) std::fputc('\n', stderr), reasoning_open = false;
     std::fputs(d.content.c_str(), stdout);
     std::fflush(stdout);
     return true;
@@ -197,6 +202,7 @@ int run_chat_turn(const Args& a, const Model& model, const Tokenizer& tokenizer,
     for (const ToolCall& c : reply.tool_calls) std::printf("\n[tool call %s %s]", c.name.c_str(), c.arguments.c_str());
     std::printf("\n");
   }
+  std::fflush(stdout);  // before the statistics on stderr
   print_speeds(reply.generation);
   if (!reply.reasoning.empty())
     std::fprintf(stderr, "reasoning: %d tokens in %.3f s%s; answer: %d tokens in %.3f s\n", reply.reasoning_tokens,

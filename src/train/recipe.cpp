@@ -317,10 +317,15 @@ class RecipeRun {
     Clock::time_point timed_from;
     for (int step = 0; step < total; ++step) {
       if (step == 2) timed_from = Clock::now();
-      if (step == 12) {
-        total = std::max(step + 1, int((budget - since(t0)) / (since(timed_from) / 10)) + step);
-        progress_.note(fmt("sft: %d steps of ~%lld tokens fit %.0f minutes", total,
-                           (long long)r_.sft_batch_tokens, r_.sft_minutes));
+      // The step count that fits the budget, from the mean step time so far (held-out
+      // evaluations included): first after 10 timed steps, then refined every 50, so that the
+      // learning rate's cosine ends with the budget.
+      if (step == 12 || (step > 12 && step % 50 == 0)) {
+        const double per_step = since(timed_from) / (step - 2);
+        total = std::max(step + 1, int((budget - since(t0)) / per_step) + step);
+        if (step == 12)
+          progress_.note(fmt("sft: %d steps of ~%lld tokens fit %.0f minutes", total,
+                             (long long)r_.sft_batch_tokens, r_.sft_minutes));
       }
       std::vector<TokenizedExample> batch;
       int64_t batch_tokens = 0;
@@ -416,7 +421,7 @@ class RecipeRun {
           reasoning += ro.reasoning_tokens;
           ++n;
         }
-        const std::vector<double> length_reward = kimi_length_rewards(lengths, ok);
+        const std::vector<double> length_reward = correct_length_rewards(lengths, ok);
         std::vector<double> rewards;
         for (size_t i = 0; i < ok.size(); ++i)
           rewards.push_back((ok[i] ? 1.0 : 0.0) + w * length_reward[i]);

@@ -27,14 +27,14 @@ struct Recipe {
   uint64_t seed = 1;
   // Stage 1.
   double sft_minutes = 55;
-  int64_t sft_batch_tokens = 8192;
+  int64_t sft_batch_tokens = 4096;  // small: at this size, optimizer steps are what is scarce
   double sft_lr = 2e-3, sft_lr_min = 2e-4;
   int sft_warmup_steps = 30;
   // Stage 2.
   double grpo_minutes = 45;
   int grpo_prompts = 8, grpo_group = 8, grpo_max_tokens = 640;
-  double grpo_lr = 3e-4, grpo_clip = 0.2;
-  double length_weight = 0.5;  // Kimi long2short's weight once warmed up
+  double grpo_lr = 1e-4, grpo_clip = 0.2;
+  double length_weight = 0.5;  // the length reward's weight once warmed up
   // Evaluation: held-out problems: eval_items Countdown-3 and as many arithmetic (single agent),
   // half as many Countdown-4 (sub-agents against the single agent).
   int eval_items = 100;

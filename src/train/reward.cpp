@@ -7,18 +7,21 @@
 
 namespace muse {
 
-std::vector<double> kimi_length_rewards(const std::vector<int>& lengths,
-                                        const std::vector<bool>& correct) {
+std::vector<double> correct_length_rewards(const std::vector<int>& lengths,
+                                           const std::vector<bool>& correct) {
   if (lengths.size() != correct.size())
     fail("length reward: ", lengths.size(), " lengths, ", correct.size(), " verdicts");
   std::vector<double> out(lengths.size(), 0.0);
-  if (std::none_of(correct.begin(), correct.end(), [](bool c) { return c; })) return out;
-  const auto [lo, hi] = std::minmax_element(lengths.begin(), lengths.end());
-  if (*hi == *lo) return out;
+  int lo = 0, hi = -1;
   for (size_t i = 0; i < lengths.size(); ++i) {
-    const double lambda = 0.5 - double(lengths[i] - *lo) / double(*hi - *lo);
-    out[i] = correct[i] ? lambda : std::min(0.0, lambda);
+    if (!correct[i]) continue;
+    if (hi < lo) lo = hi = lengths[i];
+    lo = std::min(lo, lengths[i]);
+    hi = std::max(hi, lengths[i]);
   }
+  if (hi <= lo) return out;  // fewer than two correct lengths: nothing to compare
+  for (size_t i = 0; i < lengths.size(); ++i)
+    if (correct[i]) out[i] = 0.5 - double(lengths[i] - lo) / double(hi - lo);
   return out;
 }
 

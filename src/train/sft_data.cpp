@@ -53,10 +53,10 @@ bool ends_with(std::string_view s, std::string_view p) {
 
 // A training trace's style: three quarters fully verbose (the "think long" model SFT makes),
 // the rest anywhere between terse and verbose.
-TraceStyle training_style(Draws& d) {
+TraceStyle training_style(Draws& d, bool shuffle_countdown) {
   TraceStyle style;
   style.max_shown_lines = 0;
-  style.shuffle_moves = true;
+  style.shuffle_moves = shuffle_countdown;
   style.check_steps = true;
   style.verbosity = d.unit() < 0.75 ? 1.0 : d.unit();
   style.seed = d.next();
@@ -107,7 +107,7 @@ EvalItem countdown3_item(const SftMix& mix, Draws& d, const TraceStyle& style) {
     std::string answer = solve_countdown(item.numbers, item.target, &trace, verbose);
     if (count_lines(trace) > mix.max_trace_lines) continue;
     if (style.verbosity < 1) answer = solve_countdown(item.numbers, item.target, &trace, style);
-    if (!check_answer(item, answer)) fail("internal: shuffled Countdown solver missed ", item.id);
+    if (!check_answer(item, answer)) fail("internal: the Countdown solver missed ", item.id);
     item.answer = answer;
     item.solution = trace;
     return item;
@@ -209,7 +209,8 @@ std::string chat_prompt_text(const std::string& question) {
   return "<|im_start|>user\n" + question + "<|im_end|>\n<|im_start|>assistant\n";
 }
 
-std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int max_children) {
+std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int max_children,
+                                            bool shuffle_search) {
   if (max_children < 0) fail("max_children must not be negative, got ", max_children);
   Draws d(seed, index, kSpawnSalt);
   const SpawnProblem p = spawn_problem(d);
@@ -239,7 +240,8 @@ std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int m
     std::string results;
     for (const SubTask& t : tasks) {
       std::string trace;
-      const std::string answer = solve_countdown(t.values, item.target, &trace, training_style(d));
+      const std::string answer =
+          solve_countdown(t.values, item.target, &trace, training_style(d, shuffle_search));
       std::string result = "none";
       if (!answer.empty()) {
         result = substitute(answer, t.values[0], t.compound);
@@ -294,8 +296,8 @@ TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index) {
     if (u < weights[k]) break;
     u -= weights[k];
   }
-  if (kind == 2) return pick(sft_spawn_example(seed, index), d);
-  const TraceStyle style = training_style(d);
+  if (kind == 2) return pick(sft_spawn_example(seed, index, 2, mix.shuffle_countdown), d);
+  const TraceStyle style = training_style(d, mix.shuffle_countdown);
   if (kind == 0 || kind == 1) {
     const EvalItem item =
         kind == 0 ? arithmetic_item(mix, d, style) : countdown3_item(mix, d, style);

@@ -22,21 +22,20 @@
 namespace muse {
 namespace {
 
-TEST(TrainReward, KimiLengthRewardMatchesTheFormula) {
-  const auto r = kimi_length_rewards({10, 20, 30, 20}, {true, true, false, false});
-  ASSERT_EQ(r.size(), 4u);
-  EXPECT_DOUBLE_EQ(r[0], 0.5);   // shortest, correct
-  EXPECT_DOUBLE_EQ(r[1], 0.0);   // middle, correct
-  EXPECT_DOUBLE_EQ(r[2], -0.5);  // longest, wrong: min(0, -0.5)
-  EXPECT_DOUBLE_EQ(r[3], 0.0);   // middle, wrong: min(0, 0)
-  const auto equal = kimi_length_rewards({7, 7}, {true, false});
-  EXPECT_EQ(equal, (std::vector<double>{0, 0}));
-  // Nothing correct: no length signal (shortness alone is never rewarded).
-  EXPECT_EQ(kimi_length_rewards({5, 15, 30}, {false, false, false}),
+TEST(TrainReward, LengthRewardRanksOnlyTheCorrectSamples) {
+  const auto r = correct_length_rewards({10, 20, 30, 5, 40}, {true, true, true, false, false});
+  ASSERT_EQ(r.size(), 5u);
+  EXPECT_DOUBLE_EQ(r[0], 0.5);   // shortest correct
+  EXPECT_DOUBLE_EQ(r[1], 0.0);   // middle correct
+  EXPECT_DOUBLE_EQ(r[2], -0.5);  // longest correct
+  EXPECT_DOUBLE_EQ(r[3], 0.0);   // wrong, however short: never rewarded
+  EXPECT_DOUBLE_EQ(r[4], 0.0);   // wrong and long: not pushed shorter either
+  // Fewer than two distinct correct lengths: no length signal.
+  EXPECT_EQ(correct_length_rewards({7, 3, 90}, {true, false, false}),
             (std::vector<double>{0, 0, 0}));
-  const auto short_wrong = kimi_length_rewards({5, 15}, {false, true});
-  EXPECT_DOUBLE_EQ(short_wrong[0], 0.0);  // a short wrong answer is never rewarded
-  EXPECT_DOUBLE_EQ(short_wrong[1], -0.5);
+  EXPECT_EQ(correct_length_rewards({7, 7}, {true, true}), (std::vector<double>{0, 0}));
+  EXPECT_EQ(correct_length_rewards({5, 15, 30}, {false, false, false}),
+            (std::vector<double>{0, 0, 0}));
 }
 
 TEST(TrainReward, AdvantagesAreCenteredWithoutScaling) {
