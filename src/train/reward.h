@@ -9,8 +9,8 @@ namespace muse {
 // λ_i = 0.5 - (len_i - min) / (max - min), min and max over the correct samples (0 when they are
 // all as long); a wrong sample gets 0. Kimi k1.5's long2short also gives wrong samples
 // min(0, λ) with min and max over the whole group; that pushes the wrong samples shorter, and
-// for a model that is rarely right they are most of the group: the second nano run (10% right
-// when sampled) learned to guess, mean reasoning 537 -> 35 tokens and held-out accuracy
+// for a model that is rarely right they are most of the group: a nano model (10% right when
+// sampled) learned to guess, mean reasoning 537 -> 35 tokens and held-out accuracy
 // 18.5% -> 13%. Here only correct answers compete on length (as in Arora and Zanette's
 // efficient-reasoning reward), so the pressure to shorten grows with accuracy.
 std::vector<double> correct_length_rewards(const std::vector<int>& lengths,

@@ -229,6 +229,30 @@ TEST(SftData, TraceVerbosityVariesWithinTheMix) {
   EXPECT_LT(with_preamble, n * 0.97);
 }
 
+// With shuffle_countdown off, every Countdown-3 search starts with the solver's first move in its
+// fixed order; with it on, some start elsewhere.
+TEST(SftData, CountdownSearchOrderFollowsTheMix) {
+  SftMix countdown_only;
+  countdown_only.arithmetic = countdown_only.countdown4_spawn = countdown_only.no_think = 0;
+  auto starts_in_fixed_order = [](const std::string& text) {
+    const std::vector<int> numbers = parse_numbers(between(text, "Numbers: ", ". Target:"));
+    const CountdownMove m = countdown_first_moves(numbers, TraceStyle())[0];
+    const std::string first = "Try " + std::to_string(m.a) + " " + m.op + " " +
+                              std::to_string(m.b) + " = " + std::to_string(m.result);
+    return text.find("\nTry ") != std::string::npos &&
+           text.substr(text.find("\nTry ") + 1, first.size()) == first;
+  };
+  int shuffled_in_order = 0;
+  const int n = 40;
+  for (uint64_t i = 0; i < n; ++i) {
+    shuffled_in_order += starts_in_fixed_order(joined_text(sft_example(countdown_only, 6, i)));
+    SftMix fixed = countdown_only;
+    fixed.shuffle_countdown = false;
+    EXPECT_TRUE(starts_in_fixed_order(joined_text(sft_example(fixed, 6, i)))) << i;
+  }
+  EXPECT_LT(shuffled_in_order, n / 2);
+}
+
 TEST(SftTraceStyle, DefaultsKeepTheEvalTraces) {
   // Hashes and the trace of the generators before TraceStyle existed.
   std::string a, c;
