@@ -97,13 +97,17 @@ int cmd_eval(const Argv& argv) {
 }
 
 int cmd_eval_data(const Argv& argv) {
-  const Args a(argv, {"--task", "--count", "--seed", "--size", "-o"}, {});
+  const Args a(argv, {"--task", "--count", "--seed", "--size", "--numbers", "-o"}, {});
   const long long count = a.get_int("--count", 100);
   if (count < 1 || count > 1000000) fail("--count must be 1..1000000");
   const long long size = a.get_int("--size", 0);
   if (size < 0 || size > 12) fail("--size must be 0..12");
+  const std::string numbers = a.get("--numbers", "default");
+  if (numbers != "default" && numbers != "small")
+    fail("--numbers must be default or small, got \"", numbers, "\"");
   const std::vector<EvalItem> items =
-      generate_task(a.require("--task"), int(count), uint64_t(a.get_int("--seed", 1)), int(size));
+      generate_task(a.require("--task"), int(count), uint64_t(a.get_int("--seed", 1)), int(size),
+                    numbers == "small" ? TaskNumbers::small() : TaskNumbers());
   if (a.has("-o")) {
     write_eval_items(a.get("-o"), items);
     std::fprintf(stderr, "wrote %zu questions to %s\n", items.size(), a.get("-o").c_str());

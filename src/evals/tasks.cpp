@@ -220,11 +220,10 @@ std::string render(const Expr& e, int i) {
 // ---------------------------------------------------------------------------------------------
 // Arithmetic
 
-constexpr int64_t kArithLimit = 10000;  // every value stays below this
-
 class ArithmeticBuilder {
  public:
-  explicit ArithmeticBuilder(Rng& rng) : rng_(rng) {}
+  // Every value stays below `limit`.
+  ArithmeticBuilder(Rng& rng, int64_t limit) : rng_(rng), limit_(limit) {}
 
   Expr build(int ops) {
     e_ = Expr();
@@ -258,16 +257,16 @@ class ArithmeticBuilder {
       const int64_t a = e_.nodes[l].value;
       const char op = "+-*/"[uniform(rng_, 0, 3)];
       if (right_ops == 0) {  // a literal chosen to suit the operation
-        if (op == '+' && a + 99 < kArithLimit)
+        if (op == '+' && a + 99 < limit_)
           return either_way('+', l, leaf(uniform(rng_, 2, 99)));
         if (op == '-') {
-          if (uniform(rng_, 0, 3) == 0 && a + 60 < kArithLimit)
+          if (uniform(rng_, 0, 3) == 0 && a + 60 < limit_)
             return node('-', leaf(uniform(rng_, a + 1, a + 60)), l);
           if (a >= 2) return node('-', l, leaf(uniform(rng_, 1, std::min<int64_t>(a - 1, 60))));
         }
-        if (op == '*' && a * 2 < kArithLimit)
+        if (op == '*' && a * 2 < limit_)
           return either_way('*', l,
-                            leaf(uniform(rng_, 2, std::min<int64_t>(12, (kArithLimit - 1) / a))));
+                            leaf(uniform(rng_, 2, std::min<int64_t>(12, (limit_ - 1) / a))));
         if (op == '/') {
           // Not a divisor that undoes a multiplication just done: "(x * 11) / 11" is no step.
           const ExprNode& ln = e_.nodes[l];
@@ -285,15 +284,16 @@ class ArithmeticBuilder {
       }
       const int r = gen(right_ops);
       const int64_t b = e_.nodes[r].value;
-      if (op == '+' && a + b < kArithLimit) return either_way('+', l, r);
+      if (op == '+' && a + b < limit_) return either_way('+', l, r);
       if (op == '-' && a != b) return a > b ? node('-', l, r) : node('-', r, l);
-      if (op == '*' && a * b < kArithLimit) return either_way('*', l, r);
+      if (op == '*' && a * b < limit_) return either_way('*', l, r);
       if (op == '/' && b > 1 && a % b == 0 && a != b) return node('/', l, r);
       if (op == '/' && a > 1 && b % a == 0 && a != b) return node('/', r, l);
     }
   }
 
   Rng& rng_;
+  const int64_t limit_;
   Expr e_;
 };
 
@@ -416,6 +416,9 @@ class CountdownSolver {
       for (size_t k = 0; k < terms.size(); ++k)
         if (k != m.i && k != m.j) next.push_back(terms[k]);
       next.push_back({m.result, wrap(a) + " " + m.op + " " + wrap(b), true});
+      if (m.result != target_ && draws_.style().optional_dead_ends && draws_.style().verbosity < 1 &&
+          !reaches_target(next) && !draws_.keep_optional())
+        continue;
       const std::string step = std::to_string(a.value) + " " + m.op + " " +
                                std::to_string(b.value) + " = " + std::to_string(m.result);
       if (m.result == target_)
@@ -455,6 +458,13 @@ class CountdownSolver {
   std::string answer_;
 
  private:
+  // Whether some combination of `terms` makes the target (a silent search, own move order).
+  bool reaches_target(const std::vector<Term>& terms) const {
+    const TraceStyle plain;
+    StyleDraws draws(plain);
+    return CountdownSolver(target_, nullptr, draws).dfs(terms, 0);
+  }
+
   // The eval sets' traces show how the search goes, not all of it (max_shown_lines 40).
   void log(int depth, const std::string& line, bool optional = false) {
     if (!trace_) return;
@@ -965,11 +975,13 @@ std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps) {
 }
 
 std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps,
-                                          const TraceStyle& style) {
+                                          const TraceStyle& style, const TaskNumbers& range) {
   if (count < 0) fail("count must not be negative, got ", count);
   if (steps < 1 || steps > 12) fail("arithmetic steps must be 1..12, got ", steps);
+  if (range.arithmetic_limit < 200)
+    fail("the arithmetic limit must be at least 200, got ", range.arithmetic_limit);
   Rng rng(seed);
-  ArithmeticBuilder builder(rng);
+  ArithmeticBuilder builder(rng, range.arithmetic_limit);
   std::vector<EvalItem> items;
   for (int i = 0; i < count; ++i) {
     const Expr e = builder.build(steps);
@@ -989,7 +1001,8 @@ std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps,
   return items;
 }
 
-std::vector<EvalItem> generate_countdown(int count, uint64_t seed, int numbers) {
+std::vector<EvalItem> generate_countdown(int count, uint64_t seed, int numbers,
+                                         const TaskNumbers& range) {
   if (count < 0) fail("count must not be negative, got ", count);
   if (numbers < 2 || numbers > 6) fail("countdown numbers must be 2..6, got ", numbers);
   // Target ranges that most draws of that many numbers can reach.
@@ -1006,7 +1019,8 @@ std::vector<EvalItem> generate_countdown(int count, uint64_t seed, int numbers) 
     for (;;) {  // draw until solvable
       std::vector<int> large = {25, 50, 75, 100};
       shuffle(rng, large);
-      const int n_large = int(uniform(rng, 0, std::min(2, numbers - 1)));
+      const int n_large =
+          range.countdown_large ? int(uniform(rng, 0, std::min(2, numbers - 1))) : 0;
       std::vector<int> picked(large.begin(), large.begin() + n_large);
       while (int(picked.size()) < numbers) picked.push_back(int(uniform(rng, 1, 10)));
       shuffle(rng, picked);
@@ -1048,9 +1062,11 @@ std::vector<EvalItem> generate_logic(int count, uint64_t seed) {
   return items;
 }
 
-std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t seed, int size) {
-  if (task == "arithmetic") return generate_arithmetic(count, seed, size > 0 ? size : 3);
-  if (task == "countdown") return generate_countdown(count, seed, size > 0 ? size : 4);
+std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t seed, int size,
+                                    const TaskNumbers& range) {
+  if (task == "arithmetic")
+    return generate_arithmetic(count, seed, size > 0 ? size : 3, TraceStyle(), range);
+  if (task == "countdown") return generate_countdown(count, seed, size > 0 ? size : 4, range);
   if (task == "logic") return generate_logic(count, seed);
   fail("unknown task \"", task, "\" (arithmetic, countdown, logic)");
 }

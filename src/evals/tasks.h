@@ -34,24 +34,37 @@ struct TraceStyle {
   // Arithmetic: offer an optional "Check:" line after each step (off by default, so the eval
   // sets' traces stay as they were).
   bool check_steps = false;
+  // Countdown: a move that leads nowhere is optional too (kept with probability verbosity), so
+  // shorter traces skip dead ends the way a solver with a good intuition would.
+  bool optional_dead_ends = false;
   uint64_t seed = 0;  // for verbosity and shuffling
+};
+
+// How large a generated problem's numbers get. The defaults are the eval sets'; small() is a
+// range whose arithmetic a model of a few million parameters learns within its training budget.
+struct TaskNumbers {
+  int64_t arithmetic_limit = 10000;  // every arithmetic value stays below this
+  bool countdown_large = true;       // Countdown may draw 25, 50, 75 and 100 besides 1..10
+  static TaskNumbers small() { return {1000, false}; }
 };
 
 // Generators: the same items for the same seed on every platform. Each solution ends with
 // "Answer: <answer>".
 // Multi-step positive integer arithmetic ("Compute ((17 + 5) * 3) - 8."), `steps` operations,
-// values below 10000, division only when exact. Numeric check. The style changes the solutions
-// only, never the items.
+// values below range.arithmetic_limit, division only when exact. Numeric check. The style
+// changes the solutions only, never the items.
 std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps = 3);
 std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps,
-                                          const TraceStyle& style);
+                                          const TraceStyle& style, const TaskNumbers& range = {});
 // Countdown with 2..6 numbers; only solvable instances. The reference answer is the solver's.
-std::vector<EvalItem> generate_countdown(int count, uint64_t seed, int numbers = 4);
+std::vector<EvalItem> generate_countdown(int count, uint64_t seed, int numbers = 4,
+                                         const TaskNumbers& range = {});
 // Ordering and knights-and-knaves puzzles with a unique answer, multiple choice.
 std::vector<EvalItem> generate_logic(int count, uint64_t seed);
 // "arithmetic" | "countdown" | "logic"; `size`: arithmetic steps or Countdown numbers (0: the
 // default, 3 and 4).
-std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t seed, int size = 0);
+std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t seed, int size = 0,
+                                    const TaskNumbers& range = {});
 
 // Countdown solver (exhaustive over combinations of pairs, Countdown rules: each number at most
 // once, no zero or negative intermediate, division only when exact). Returns an expression that

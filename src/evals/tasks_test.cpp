@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 
@@ -139,6 +140,44 @@ TEST(EvalTasksGenerate, CountdownIsSolvableWithTheGivenNumbers) {
     EXPECT_TRUE(check_answer(item, again)) << again;
     EXPECT_FALSE(check_answer(item, std::to_string(item.target)));  // not a given number
   }
+}
+
+// TaskNumbers::small(): every arithmetic value below 1000 (each step's result included), and
+// Countdown numbers from 1..10 only; the items stay right.
+TEST(EvalTasksGenerate, SmallNumbersStayInTheirRange) {
+  const TaskNumbers small = TaskNumbers::small();
+  for (int steps = 1; steps <= 4; ++steps) {
+    for (const EvalItem& item : generate_arithmetic(40, 200 + steps, steps, TraceStyle(), small)) {
+      SCOPED_TRACE(item.solution);
+      EXPECT_TRUE(check_answer(item, item.answer));
+      for (size_t i = 0; i < item.solution.size();) {
+        if (!std::isdigit(static_cast<unsigned char>(item.solution[i]))) {
+          ++i;
+          continue;
+        }
+        size_t j = i;
+        while (j < item.solution.size() && std::isdigit(static_cast<unsigned char>(item.solution[j])))
+          ++j;
+        EXPECT_LT(std::stoll(item.solution.substr(i, j - i)), 1000);
+        i = j;
+      }
+    }
+  }
+  for (int numbers = 3; numbers <= 4; ++numbers) {
+    for (const EvalItem& item : generate_countdown(40, 300 + numbers, numbers, small)) {
+      SCOPED_TRACE(item.question);
+      EXPECT_TRUE(check_answer(item, item.answer));
+      for (int x : item.numbers) {
+        EXPECT_GE(x, 1);
+        EXPECT_LE(x, 10);
+      }
+    }
+  }
+  EXPECT_EQ(generate_task("countdown", 5, 7, 3, small)[0].question,
+            generate_countdown(5, 7, 3, small)[0].question);
+  TaskNumbers tiny;
+  tiny.arithmetic_limit = 100;
+  EXPECT_THROW(generate_arithmetic(1, 1, 2, TraceStyle(), tiny), Error);
 }
 
 TEST(EvalTasksGenerate, LogicHasExactlyOneCorrectChoice) {

@@ -52,12 +52,13 @@ bool ends_with(std::string_view s, std::string_view p) {
 }
 
 // A training trace's style: three quarters fully verbose (the "think long" model SFT makes),
-// the rest anywhere between terse and verbose.
+// the rest anywhere between terse and verbose, terse ones skipping Countdown dead ends too.
 TraceStyle training_style(Draws& d, bool shuffle_countdown) {
   TraceStyle style;
   style.max_shown_lines = 0;
   style.shuffle_moves = shuffle_countdown;
   style.check_steps = true;
+  style.optional_dead_ends = true;
   style.verbosity = d.unit() < 0.75 ? 1.0 : d.unit();
   style.seed = d.next();
   return style;
@@ -93,14 +94,14 @@ TrainingText no_think_text(const EvalItem& item) {
 EvalItem arithmetic_item(const SftMix& mix, Draws& d, const TraceStyle& style) {
   const int span = mix.arithmetic_max_steps - mix.arithmetic_min_steps + 1;
   const int steps = mix.arithmetic_min_steps + int(d.below(uint64_t(span)));
-  return generate_arithmetic(1, d.next(), steps, style)[0];
+  return generate_arithmetic(1, d.next(), steps, style, mix.numbers)[0];
 }
 
 // A Countdown-3 item whose solution is `style`'s trace, drawn until its fully verbose trace (the
 // same search) fits max_trace_lines, so the problems do not depend on the verbosity.
 EvalItem countdown3_item(const SftMix& mix, Draws& d, const TraceStyle& style) {
   for (int attempt = 0; attempt < kMaxRedraws; ++attempt) {
-    EvalItem item = generate_countdown(1, d.next(), 3)[0];
+    EvalItem item = generate_countdown(1, d.next(), 3, mix.numbers)[0];
     TraceStyle verbose = style;
     verbose.verbosity = 1;
     std::string trace;
@@ -171,14 +172,16 @@ struct SpawnProblem {
   std::vector<CountdownMove> moves;  // in the parent's order
 };
 
-// A solvable Countdown-4 problem with a move order whose first solving move comes within the
-// rounds, and no single operation that reaches the target (nothing to hand out then).
-SpawnProblem spawn_problem(Draws& d) {
+// A solvable Countdown-4 problem with a move order (shuffled, or the solver's) whose first
+// solving move comes within the rounds, and no single operation that reaches the target (nothing
+// to hand out then).
+SpawnProblem spawn_problem(Draws& d, const SftMix& mix) {
   for (int attempt = 0; attempt < kMaxRedraws; ++attempt) {
-    SpawnProblem p{generate_countdown(1, d.next(), 4)[0], {}};
+    SpawnProblem p{generate_countdown(1, d.next(), 4, mix.numbers)[0], {}};
     TraceStyle order;
-    order.shuffle_moves = true;
-    for (int redraw = 0; redraw < 4; ++redraw) {  // other orders before another problem
+    order.shuffle_moves = mix.shuffle_countdown;
+    const int orders = mix.shuffle_countdown ? 4 : 1;
+    for (int redraw = 0; redraw < orders; ++redraw) {  // other orders before another problem
       order.seed = d.next();
       p.moves = countdown_first_moves(p.item.numbers, order);
       if (std::any_of(p.moves.begin(), p.moves.end(),
@@ -210,10 +213,10 @@ std::string chat_prompt_text(const std::string& question) {
 }
 
 std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int max_children,
-                                            bool shuffle_search) {
+                                            const SftMix& mix) {
   if (max_children < 0) fail("max_children must not be negative, got ", max_children);
   Draws d(seed, index, kSpawnSalt);
-  const SpawnProblem p = spawn_problem(d);
+  const SpawnProblem p = spawn_problem(d, mix);
   const EvalItem& item = p.item;
   const std::string target = std::to_string(item.target);
 
@@ -241,7 +244,7 @@ std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int m
     for (const SubTask& t : tasks) {
       std::string trace;
       const std::string answer =
-          solve_countdown(t.values, item.target, &trace, training_style(d, shuffle_search));
+          solve_countdown(t.values, item.target, &trace, training_style(d, mix.shuffle_countdown));
       std::string result = "none";
       if (!answer.empty()) {
         result = substitute(answer, t.values[0], t.compound);
@@ -296,7 +299,7 @@ TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index) {
     if (u < weights[k]) break;
     u -= weights[k];
   }
-  if (kind == 2) return pick(sft_spawn_example(seed, index, 2, mix.shuffle_countdown), d);
+  if (kind == 2) return pick(sft_spawn_example(seed, index, 2, mix), d);
   const TraceStyle style = training_style(d, mix.shuffle_countdown);
   if (kind == 0 || kind == 1) {
     const EvalItem item =

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "evals/tasks.h"
+
 namespace muse {
 
 // One training sequence as text pieces: `context` pieces are given (no loss), `target` pieces are
@@ -28,9 +30,10 @@ struct SftMix {  // fractions, normalised
   double arithmetic = 0.25, countdown3 = 0.5, countdown4_spawn = 0.2, no_think = 0.05;
   int arithmetic_min_steps = 2, arithmetic_max_steps = 3;
   int max_trace_lines = 60;  // Countdown-3 traces longer than this are redrawn (bounds tokens)
-  // Countdown searches (single agent and sub-agents) in a random order of moves at each node,
-  // or in the solver's fixed order (pairs larger first, then + - * /).
+  // Countdown searches (single agent, parent and sub-agents) in a random order of moves at each
+  // node, or in the solver's fixed order (pairs larger first, then + - * /).
   bool shuffle_countdown = true;
+  TaskNumbers numbers;  // how large the problems' numbers get
 };
 
 // The index-th training text of the stream for `seed`, independent of every other index:
@@ -39,13 +42,13 @@ struct SftMix {  // fractions, normalised
 //  - no-think: the prompt and an empty thinking block as context, "Answer: A<|im_end|>" as target;
 //  - Countdown-4 with sub-agents: one of sft_spawn_example's texts (the parent half the time).
 // Traces: 0.75 of them fully verbose (verbosity 1, the "think long" model), the others a
-// verbosity drawn uniformly in [0, 1]; Countdown moves shuffled (mix.shuffle_countdown), no
-// cap on the lines shown.
+// verbosity drawn uniformly in [0, 1], which also keeps each Countdown dead end with that
+// probability; Countdown moves shuffled or not (mix.shuffle_countdown), no cap on the lines shown.
 TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index);
 
 // A Countdown-4 problem solved with sub-agents (MarkupProtocol's native markup). The parent thinks
 // "Numbers: ... Target: T." and spawns up to 4 first moves per round, one per line, in the
-// shuffled order of the solver, each as the Countdown-3 task
+// solver's order (shuffled or not, as mix.shuffle_countdown), each as the Countdown-3 task
 //   <spawn>Numbers: A, B and C. Target: T. Use A = 9 + 5.</spawn>
 // then <join>. Each child (context: the parent's sequence through <join>, then <task>TASK</task>)
 // searches the three values and answers the full expression over the original four numbers, or
@@ -54,7 +57,7 @@ TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index);
 // first 4 rounds. Returns the parent first, then up to `max_children` children in spawn order,
 // the one whose answer the parent takes among them (when max_children > 0).
 std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int max_children = 2,
-                                            bool shuffle_search = true);
+                                            const SftMix& mix = SftMix());
 
 // The prompt the chat template renders for a one-turn question (for evaluation and RL):
 // "<|im_start|>user\n" + question + "<|im_end|>\n<|im_start|>assistant\n".

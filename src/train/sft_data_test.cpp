@@ -229,26 +229,35 @@ TEST(SftData, TraceVerbosityVariesWithinTheMix) {
   EXPECT_LT(with_preamble, n * 0.97);
 }
 
-// With shuffle_countdown off, every Countdown-3 search starts with the solver's first move in its
-// fixed order; with it on, some start elsewhere.
+// With shuffle_countdown off, every Countdown-3 search tries its first moves in the solver's
+// fixed order (terse traces leave some out); with it on, most do not.
 TEST(SftData, CountdownSearchOrderFollowsTheMix) {
   SftMix countdown_only;
   countdown_only.arithmetic = countdown_only.countdown4_spawn = countdown_only.no_think = 0;
-  auto starts_in_fixed_order = [](const std::string& text) {
+  auto in_fixed_order = [](const std::string& text) {
     const std::vector<int> numbers = parse_numbers(between(text, "Numbers: ", ". Target:"));
-    const CountdownMove m = countdown_first_moves(numbers, TraceStyle())[0];
-    const std::string first = "Try " + std::to_string(m.a) + " " + m.op + " " +
-                              std::to_string(m.b) + " = " + std::to_string(m.result);
-    return text.find("\nTry ") != std::string::npos &&
-           text.substr(text.find("\nTry ") + 1, first.size()) == first;
+    std::vector<std::string> order;
+    for (const CountdownMove& m : countdown_first_moves(numbers, TraceStyle()))
+      order.push_back("Try " + std::to_string(m.a) + " " + m.op + " " + std::to_string(m.b) +
+                      " = " + std::to_string(m.result));
+    size_t next = 0, tried = 0;
+    for (const std::string& line : lines_of(text)) {
+      if (line.rfind("Try ", 0) != 0) continue;
+      const auto at = std::find(order.begin() + long(next), order.end(),
+                                line.substr(0, line.find_first_of(",:")));
+      if (at == order.end()) return false;
+      next = size_t(at - order.begin()) + 1;
+      ++tried;
+    }
+    return tried > 0;
   };
   int shuffled_in_order = 0;
   const int n = 40;
   for (uint64_t i = 0; i < n; ++i) {
-    shuffled_in_order += starts_in_fixed_order(joined_text(sft_example(countdown_only, 6, i)));
+    shuffled_in_order += in_fixed_order(joined_text(sft_example(countdown_only, 6, i)));
     SftMix fixed = countdown_only;
     fixed.shuffle_countdown = false;
-    EXPECT_TRUE(starts_in_fixed_order(joined_text(sft_example(fixed, 6, i)))) << i;
+    EXPECT_TRUE(in_fixed_order(joined_text(sft_example(fixed, 6, i)))) << i;
   }
   EXPECT_LT(shuffled_in_order, n / 2);
 }
@@ -330,6 +339,54 @@ TEST(SftTraceStyle, TerseTracesAreVerboseOnesWithLinesLeftOut) {
   }
 }
 
+// With optional_dead_ends, a fully verbose trace is unchanged, a terse one shows only moves from
+// which the target can be reached, and any one shows only moves the verbose search tries.
+TEST(SftTraceStyle, OptionalDeadEndsLeaveOutMovesThatLeadNowhere) {
+  auto tries = [](const std::string& trace) {
+    std::vector<std::string> out;
+    for (const std::string& line : lines_of(trace)) {
+      const size_t at = line.find("Try ");
+      if (at != std::string::npos) out.push_back(line.substr(at));
+    }
+    return out;
+  };
+  int shorter = 0;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    const EvalItem item = generate_countdown(1, seed, seed % 2 ? 3 : 4)[0];
+    SCOPED_TRACE(item.question);
+    TraceStyle plain;
+    plain.max_shown_lines = 0;
+    plain.seed = seed;
+    TraceStyle verbose = plain;
+    verbose.optional_dead_ends = true;
+    TraceStyle terse = verbose, half = verbose;
+    terse.verbosity = 0;
+    half.verbosity = 0.5;
+    std::string tp, t1, t0, th;
+    const std::string ep = solve_countdown(item.numbers, item.target, &tp, plain);
+    EXPECT_EQ(solve_countdown(item.numbers, item.target, &t1, verbose), ep);
+    EXPECT_EQ(t1, tp);
+    EXPECT_EQ(solve_countdown(item.numbers, item.target, &t0, terse), ep);
+    EXPECT_EQ(solve_countdown(item.numbers, item.target, &th, half), ep);
+    // The terse trace: with three numbers, one try per operation of the answer (with four, a
+    // move whose result the answer leaves unused may lead to it too), the last one a hit.
+    const std::vector<std::string> path = tries(t0);
+    const size_t operations = size_t(std::count_if(
+        ep.begin(), ep.end(), [](char c) { return c == '+' || c == '-' || c == '*' || c == '/'; }));
+    if (item.numbers.size() == 3) {
+      EXPECT_EQ(path.size(), operations) << t0;
+    }
+    EXPECT_LE(path.size(), item.numbers.size() - 1) << t0;
+    ASSERT_FALSE(path.empty());
+    EXPECT_TRUE(ends_with(path.back(), ": that is the target.")) << t0;
+    const std::vector<std::string> all = tries(t1);
+    for (const std::string& t : tries(th))
+      EXPECT_NE(std::find(all.begin(), all.end(), t), all.end()) << t;
+    shorter += th.size() < t1.size();
+  }
+  EXPECT_GT(shorter, 20);
+}
+
 TEST(SftTraceStyle, ShuffledSearchFindsAnAnswerExactlyWhenThePlainOneDoes) {
   std::mt19937 rng(1234);
   auto draw = [&](int lo, int hi) { return lo + int(rng() % unsigned(hi - lo + 1)); };
@@ -374,6 +431,37 @@ TEST(SftTraceStyle, ShuffledSearchFindsAnAnswerExactlyWhenThePlainOneDoes) {
   EXPECT_GT(solvable, 40);
   EXPECT_LT(solvable, 190);
   EXPECT_GT(first_tries.size(), 50u);  // the order does change
+}
+
+// In the solver's fixed order, a parent spawns the first moves as countdown_first_moves lists
+// them; shuffled, the order changes between problems.
+TEST(SftData, SpawnOrderFollowsTheMix) {
+  SftMix fixed;
+  fixed.shuffle_countdown = false;
+  int shuffled_in_order = 0;
+  const int n = 20;
+  for (uint64_t index = 0; index < n; ++index) {
+    for (const bool shuffle : {false, true}) {
+      const std::string parent =
+          joined_text(sft_spawn_example(9, index, 0, shuffle ? SftMix() : fixed)[0]);
+      const std::vector<int> numbers = parse_numbers(between(parent, "<think>\nNumbers: ", "."));
+      const std::vector<CountdownMove> moves = countdown_first_moves(numbers, TraceStyle());
+      std::vector<std::string> spawned, expected;
+      for (size_t at = parent.find(" = ", parent.find("Use ")); at != std::string::npos;
+           at = parent.find("Use ", at)) {
+        at = parent.find(" = ", at) + 3;
+        spawned.push_back(parent.substr(at, parent.find(".</spawn>", at) - at));
+      }
+      for (size_t k = 0; k < spawned.size() && k < moves.size(); ++k)
+        expected.push_back(std::to_string(moves[k].a) + " " + moves[k].op + " " +
+                           std::to_string(moves[k].b));
+      if (shuffle)
+        shuffled_in_order += spawned == expected;
+      else
+        EXPECT_EQ(spawned, expected) << parent;
+    }
+  }
+  EXPECT_LT(shuffled_in_order, n / 2);
 }
 
 TEST(SftData, SpawnExamplesFollowTheMarkupProtocol) {
