@@ -184,8 +184,8 @@ struct Curve {
 // A scheduler over a model for evaluation: greedy, many questions at once.
 ModeReport evaluate_mode(const Model& model, const Tokenizer& tokenizer,
                          const ChatTemplate& chat_template, const std::vector<EvalItem>& items,
-                         const std::string& mode_name, const Recipe& r, int threads,
-                         Progress& progress, const std::string& label) {
+                         const std::string& mode_name, int max_tokens, const Recipe& r,
+                         int threads, Progress& progress, const std::string& label) {
   ThreadPool pool(threads);
   SchedulerConfig sc;
   sc.max_context = r.shape.n_ctx;
@@ -195,7 +195,7 @@ ModeReport evaluate_mode(const Model& model, const Tokenizer& tokenizer,
   const EvalMode mode = parse_eval_mode(mode_name);
   check_eval_mode(tokenizer, chat_template, mode);
   EvalSettings settings;
-  settings.max_tokens = r.eval_max_tokens;
+  settings.max_tokens = max_tokens;
   settings.sampling.temperature = mode.kind == EvalModeKind::kContemplate ? 0.8f : 0.0f;
   settings.concurrency = 32;
   const auto t0 = Clock::now();
@@ -206,10 +206,10 @@ ModeReport evaluate_mode(const Model& model, const Tokenizer& tokenizer,
                                      mode_name.c_str(), answered, total, tokens,
                                      double(tokens) / std::max(1e-9, since(t0))));
                });
-  progress.note(
-      fmt("eval %-8s %-14s accuracy %.1f%%, reasoning %.1f tokens, total %.1f tokens, %.1f s",
-          label.c_str(), mode_name.c_str(), 100 * report.accuracy, report.mean_reasoning_tokens,
-          report.mean_total_tokens, report.wall_seconds));
+  progress.note(fmt(
+      "eval %-8s %-14s %5d tok  accuracy %.1f%%, reasoning %.1f tokens, total %.1f tokens, %.1f s",
+      label.c_str(), mode_name.c_str(), max_tokens, 100 * report.accuracy,
+      report.mean_reasoning_tokens, report.mean_total_tokens, report.wall_seconds));
   return report;
 }
 
@@ -485,36 +485,48 @@ class RecipeRun {
   }
 
   // Both stages on the held-out problems: single agent (think), and on Countdown-4 the native
-  // sub-agents against the single agent.
+  // sub-agents against the single agent, each at three token limits (per agent), so that they
+  // can be compared at equal wall time.
   std::string results() {
     struct Row {
       std::string model, set;
+      int max_tokens;  // per agent
       ModeReport report;
     };
     std::vector<Row> rows;
+    const int full = r_.eval_max_tokens;
     for (const std::string stage : {"sft", "grpo"}) {
       const StageModel m = load_model(path(stage + ".gguf"));
-      rows.push_back({stage, "countdown-3 + arithmetic",
-                      evaluate_mode(*m.model, *m.tokenizer, *m.chat_template, held_.single, "think",
-                                    r_, o_.threads, progress_, stage)});
-      for (const std::string mode : {"think", "markup:4"})
-        rows.push_back({stage, "countdown-4",
-                        evaluate_mode(*m.model, *m.tokenizer, *m.chat_template, held_.countdown4,
-                                      mode, r_, o_.threads, progress_, stage)});
+      auto eval = [&](const std::string& set, const std::vector<EvalItem>& items,
+                      const std::string& mode, int max_tokens) {
+        rows.push_back({stage, set, max_tokens,
+                        evaluate_mode(*m.model, *m.tokenizer, *m.chat_template, items, mode,
+                                      max_tokens, r_, o_.threads, progress_, stage)});
+      };
+      eval("countdown-3 + arithmetic", held_.single, "think", full);
+      // The single agent with a thinking budget (closed with the answer cue), so a short limit
+      // still answers; the sub-agents each with that many tokens.
+      for (const int limit : {full / 4, full / 2})
+        eval("countdown-4", held_.countdown4, "budget:" + std::to_string(limit), full);
+      eval("countdown-4", held_.countdown4, "think", full);
+      for (const int limit : {full / 4, full / 2, full})
+        eval("countdown-4", held_.countdown4, "markup:4", limit);
     }
     std::ostringstream md;
-    md << "| model | problems | mode | accuracy | mean reasoning tokens | mean total tokens | wall "
-          "s |\n"
-          "|---|---|---|---|---|---|---|\n";
+    md << "| model | problems | mode | tokens per agent | accuracy | mean reasoning tokens | mean "
+          "total tokens | wall s |\n"
+          "|---|---|---|---|---|---|---|---|\n";
     Json::Array json;
     for (const Row& row : rows) {
       const ModeReport& rep = row.report;
-      md << fmt("| %s | %s | %s | %.1f%% | %.1f | %.1f | %.1f |\n", row.model.c_str(),
-                row.set.c_str(), rep.mode.name.c_str(), 100 * rep.accuracy,
+      const int limit = rep.mode.kind == EvalModeKind::kBudget ? rep.mode.budget : row.max_tokens;
+      md << fmt("| %s | %s | %s | %d | %.1f%% | %.1f | %.1f | %.1f |\n", row.model.c_str(),
+                row.set.c_str(), rep.mode.name.c_str(), limit, 100 * rep.accuracy,
                 rep.mean_reasoning_tokens, rep.mean_total_tokens, rep.wall_seconds);
       json.push_back(Json(Json::Object{{"model", Json(row.model)},
                                        {"problems", Json(row.set)},
                                        {"mode", Json(rep.mode.name)},
+                                       {"tokens_per_agent", Json(limit)},
                                        {"accuracy", Json(rep.accuracy)},
                                        {"mean_reasoning_tokens", Json(rep.mean_reasoning_tokens)},
                                        {"mean_total_tokens", Json(rep.mean_total_tokens)},
@@ -530,6 +542,26 @@ class RecipeRun {
     }
     write_plot("accuracy_vs_tokens.svg", "held-out accuracy against mean reasoning tokens",
                "mean reasoning tokens per problem", "accuracy (%)", series);
+    std::vector<PlotSeries> by_time;
+    for (const std::string stage : {"sft", "grpo"}) {
+      for (const bool agents : {false, true}) {
+        PlotSeries line{(agents ? "4 sub-agents, " : "single agent, ") + stage, {}, {}, true};
+        line.dashed = stage == "sft";
+        std::vector<std::pair<double, double>> points;  // (wall s, accuracy %)
+        for (const Row& row : rows) {
+          if (row.model != stage || row.set != "countdown-4" ||
+              (row.report.mode.kind == EvalModeKind::kMarkup) != agents)
+            continue;
+          points.push_back({row.report.wall_seconds, 100 * row.report.accuracy});
+        }
+        std::sort(points.begin(), points.end());
+        for (const auto& [x, y] : points) line.x.push_back(x), line.y.push_back(y);
+        by_time.push_back(std::move(line));
+      }
+    }
+    write_plot("countdown4_vs_time.svg",
+               "Countdown-4, held out: accuracy against wall time (token limits 1/4, 1/2, 1)",
+               "wall seconds for the set", "accuracy (%)", by_time);
     return md.str();
   }
 
