@@ -345,7 +345,7 @@ TEST(CliTrain, SmokeRecipeTrainsAndWritesAModelMuseRuns) {
   ASSERT_GE(sft_loss.size(), 10u);
   EXPECT_LT(sft_loss.back(), sft_loss.front() - 0.5);
   EXPECT_GE(grpo_steps, 2);
-  for (const char* f : {"/loss.svg", "/rl.svg", "/accuracy_vs_tokens.svg", "/countdown4_vs_time.svg", "/results.json", "/sft.gguf", "/grpo.gguf"})
+  for (const char* f : {"/loss.svg", "/rl.svg", "/accuracy_vs_tokens.svg", "/countdown4_vs_time.svg", "/results.json", "/sft.gguf", "/grpo.gguf", "/held_out_single.jsonl", "/held_out_countdown4.jsonl"})
     EXPECT_FALSE(testing::read_file(dir + f).empty()) << f;
   const Result info = muse("info -m " + dir + "/m.gguf");
   ASSERT_EQ(info.code, 0) << info.err;

@@ -241,6 +241,9 @@ class RecipeRun {
               "length_weight,ratio,logprob_gap,samples,rollout_seconds\n";
     r_.sft_minutes *= o.time_scale;
     r_.grpo_minutes *= o.time_scale;
+    // The held-out problems as question sets, so `muse eval` can measure any model on them.
+    write_eval_items(path("held_out_single.jsonl"), held_.single);
+    write_eval_items(path("held_out_countdown4.jsonl"), held_.countdown4);
   }
 
   std::string run() {
