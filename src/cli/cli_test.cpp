@@ -227,6 +227,20 @@ TEST_F(Cli, EvalRunsModesOnAGeneratedSet) {
   EXPECT_EQ(bad.out, "");  // nothing ran
   EXPECT_NE(muse("eval -m " + *model_ + " --data /nonexistent.jsonl").code, 0);
   EXPECT_NE(muse("eval-data --task chess").code, 0);
+  // The small range: Countdown numbers 1..10 only; a bad range or one for logic is refused.
+  const Result small = muse("eval-data --task countdown --count 20 --seed 3 --numbers small");
+  ASSERT_EQ(small.code, 0) << small.err;
+  std::istringstream lines(small.out);
+  int items = 0;
+  for (std::string line; std::getline(lines, line); ++items) {
+    const Json item = Json::parse(line);
+    for (const Json& x : item.at("numbers").as_array()) EXPECT_LE(x.as_int(), 10) << line;
+  }
+  EXPECT_EQ(items, 20);
+  const Result huge = muse("eval-data --task countdown --numbers huge");
+  EXPECT_NE(huge.code, 0);
+  EXPECT_NE(huge.err.find("--numbers must be default or small"), std::string::npos) << huge.err;
+  EXPECT_NE(muse("eval-data --task logic --numbers small").code, 0);
 }
 
 // The benchmark history: a drop beyond the threshold at the latest Muse commit fails the

@@ -105,6 +105,8 @@ int cmd_eval_data(const Argv& argv) {
   const std::string numbers = a.get("--numbers", "default");
   if (numbers != "default" && numbers != "small")
     fail("--numbers must be default or small, got \"", numbers, "\"");
+  if (a.has("--numbers") && a.require("--task") == "logic")
+    fail("--numbers applies to arithmetic and countdown, not logic");
   const std::vector<EvalItem> items =
       generate_task(a.require("--task"), int(count), uint64_t(a.get_int("--seed", 1)), int(size),
                     numbers == "small" ? TaskNumbers::small() : TaskNumbers());

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <string_view>
@@ -416,8 +417,8 @@ class CountdownSolver {
       for (size_t k = 0; k < terms.size(); ++k)
         if (k != m.i && k != m.j) next.push_back(terms[k]);
       next.push_back({m.result, wrap(a) + " " + m.op + " " + wrap(b), true});
-      if (m.result != target_ && draws_.style().optional_dead_ends && draws_.style().verbosity < 1 &&
-          !reaches_target(next) && !draws_.keep_optional())
+      if (prune_dead_ends && m.result != target_ && !reaches_target(next) &&
+          !draws_.keep_optional())
         continue;
       const std::string step = std::to_string(a.value) + " " + m.op + " " +
                                std::to_string(b.value) + " = " + std::to_string(m.result);
@@ -456,13 +457,24 @@ class CountdownSolver {
   }
 
   std::string answer_;
+  // Leave out each move that cannot lead to the target unless draws_.keep_optional(). Only for
+  // a solvable problem: where nothing works, a trace that claims so must have tried it all.
+  bool prune_dead_ends = false;
 
  private:
-  // Whether some combination of `terms` makes the target (a silent search, own move order).
-  bool reaches_target(const std::vector<Term>& terms) const {
+  // Whether some combination of `terms` makes the target (a silent search, remembered per
+  // multiset of values).
+  bool reaches_target(const std::vector<Term>& terms) {
+    std::vector<int64_t> key;
+    for (const Term& t : terms) key.push_back(t.value);
+    std::sort(key.begin(), key.end());
+    const auto known = reachable_.find(key);
+    if (known != reachable_.end()) return known->second;
     const TraceStyle plain;
     StyleDraws draws(plain);
-    return CountdownSolver(target_, nullptr, draws).dfs(terms, 0);
+    const bool reached = CountdownSolver(target_, nullptr, draws).dfs(terms, 0);
+    reachable_.emplace(std::move(key), reached);
+    return reached;
   }
 
   // The eval sets' traces show how the search goes, not all of it (max_shown_lines 40).
@@ -479,6 +491,7 @@ class CountdownSolver {
   std::string* trace_;
   StyleDraws& draws_;
   std::set<std::vector<int64_t>> dead_;
+  std::map<std::vector<int64_t>, bool> reachable_;
   std::vector<std::string> path_;  // steps on the branch being searched
   int shown_ = 0;
   int64_t hidden_ = 0;
@@ -943,6 +956,8 @@ std::string solve_countdown(const std::vector<int>& numbers, int target, std::st
           "division only) until the target appears.\n";
   }
   CountdownSolver solver(target, trace, draws);
+  solver.prune_dead_ends = trace && style.optional_dead_ends && style.verbosity < 1 &&
+                           !solve_countdown(numbers, target).empty();
   const bool found = solver.dfs(std::move(terms), 0);
   solver.finish(found);
   return found ? solver.answer_ : "";
@@ -978,8 +993,8 @@ std::vector<EvalItem> generate_arithmetic(int count, uint64_t seed, int steps,
                                           const TraceStyle& style, const TaskNumbers& range) {
   if (count < 0) fail("count must not be negative, got ", count);
   if (steps < 1 || steps > 12) fail("arithmetic steps must be 1..12, got ", steps);
-  if (range.arithmetic_limit < 200)
-    fail("the arithmetic limit must be at least 200, got ", range.arithmetic_limit);
+  if (range.arithmetic_limit < 200 || range.arithmetic_limit > 1'000'000'000)
+    fail("the arithmetic limit must be 200..1e9, got ", range.arithmetic_limit);
   Rng rng(seed);
   ArithmeticBuilder builder(rng, range.arithmetic_limit);
   std::vector<EvalItem> items;
@@ -1005,7 +1020,8 @@ std::vector<EvalItem> generate_countdown(int count, uint64_t seed, int numbers,
                                          const TaskNumbers& range) {
   if (count < 0) fail("count must not be negative, got ", count);
   if (numbers < 2 || numbers > 6) fail("countdown numbers must be 2..6, got ", numbers);
-  // Target ranges that most draws of that many numbers can reach.
+  // Target ranges that most draws of that many numbers can reach (fewer without the large ones:
+  // those are drawn again).
   const int64_t lo = numbers >= 6 ? 100 : 10;
   const int64_t hi = numbers <= 2   ? 60
                      : numbers == 3 ? 120
@@ -1048,6 +1064,28 @@ std::vector<EvalItem> generate_countdown(int count, uint64_t seed, int numbers,
     items.push_back(std::move(item));
   }
   return items;
+}
+
+std::string problem_key(const std::string& question) {
+  const std::string lead = "Using the numbers ";
+  const size_t listed = question.find(", each at most once");
+  const size_t reach = question.find(" reach ");
+  if (question.rfind(lead, 0) != 0 || listed == std::string::npos || reach == std::string::npos)
+    return question;
+  auto integers = [](const std::string& text) {
+    std::vector<long> out;
+    for (size_t i = 0; i < text.size(); ++i)
+      if (std::isdigit(static_cast<unsigned char>(text[i])) &&
+          (i == 0 || !std::isdigit(static_cast<unsigned char>(text[i - 1]))))
+        out.push_back(std::strtol(text.c_str() + i, nullptr, 10));
+    return out;
+  };
+  std::vector<long> numbers = integers(question.substr(lead.size(), listed - lead.size()));
+  const std::vector<long> target = integers(question.substr(reach, question.find('.', reach) - reach));
+  std::sort(numbers.begin(), numbers.end());
+  std::string key = "countdown";
+  for (long x : numbers) key += " " + std::to_string(x);
+  return key + " -> " + (target.empty() ? "?" : std::to_string(target[0]));
 }
 
 std::vector<EvalItem> generate_logic(int count, uint64_t seed) {

@@ -34,8 +34,9 @@ struct TraceStyle {
   // Arithmetic: offer an optional "Check:" line after each step (off by default, so the eval
   // sets' traces stay as they were).
   bool check_steps = false;
-  // Countdown: a move that leads nowhere is optional too (kept with probability verbosity), so
-  // shorter traces skip dead ends the way a solver with a good intuition would.
+  // Countdown: in a solvable problem, a move that leads nowhere is optional too (kept with
+  // probability verbosity), so shorter traces skip dead ends the way a solver with a good
+  // intuition would. An unsolvable problem's trace still shows every try.
   bool optional_dead_ends = false;
   uint64_t seed = 0;  // for verbosity and shuffling
 };
@@ -43,7 +44,7 @@ struct TraceStyle {
 // How large a generated problem's numbers get. The defaults are the eval sets'; small() is a
 // range whose arithmetic a model of a few million parameters learns within its training budget.
 struct TaskNumbers {
-  int64_t arithmetic_limit = 10000;  // every arithmetic value stays below this
+  int64_t arithmetic_limit = 10000;  // every arithmetic value stays below this (200..1e9)
   bool countdown_large = true;       // Countdown may draw 25, 50, 75 and 100 besides 1..10
   static TaskNumbers small() { return {1000, false}; }
 };
@@ -62,9 +63,14 @@ std::vector<EvalItem> generate_countdown(int count, uint64_t seed, int numbers =
 // Ordering and knights-and-knaves puzzles with a unique answer, multiple choice.
 std::vector<EvalItem> generate_logic(int count, uint64_t seed);
 // "arithmetic" | "countdown" | "logic"; `size`: arithmetic steps or Countdown numbers (0: the
-// default, 3 and 4).
+// default, 3 and 4); `range` for arithmetic and Countdown (logic puzzles have no numbers).
 std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t seed, int size = 0,
                                     const TaskNumbers& range = {});
+
+// A generated question's identity, for keeping problems out of training: a Countdown problem by
+// its numbers as a multiset and its target (the same numbers in another order are the same
+// problem), any other question by its text.
+std::string problem_key(const std::string& question);
 
 // Countdown solver (exhaustive over combinations of pairs, Countdown rules: each number at most
 // once, no zero or negative intermediate, division only when exact). Returns an expression that

@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cstdio>
 #include <fstream>
+#include <set>
 
 #include "util/error.h"
 
@@ -178,6 +179,34 @@ TEST(EvalTasksGenerate, SmallNumbersStayInTheirRange) {
   TaskNumbers tiny;
   tiny.arithmetic_limit = 100;
   EXPECT_THROW(generate_arithmetic(1, 1, 2, TraceStyle(), tiny), Error);
+}
+
+// Countdown problems are the same problem in any order of their numbers; others by text.
+TEST(EvalTasksGenerate, ProblemKeysIgnoreTheOrderOfCountdownNumbers) {
+  const std::vector<EvalItem> items = generate_countdown(30, 11, 4, TaskNumbers::small());
+  std::set<std::string> keys;
+  for (const EvalItem& item : items) {
+    keys.insert(problem_key(item.question));
+    std::vector<int> reversed(item.numbers.rbegin(), item.numbers.rend());
+    std::string question = item.question;
+    std::string listed, again;
+    for (size_t i = 0; i < item.numbers.size(); ++i) {
+      const char* sep = i == 0 ? "" : i + 1 == item.numbers.size() ? " and " : ", ";
+      listed += sep + std::to_string(item.numbers[i]);
+      again += sep + std::to_string(reversed[i]);
+    }
+    ASSERT_NE(question.find(listed), std::string::npos) << question;
+    question.replace(question.find(listed), listed.size(), again);
+    EXPECT_EQ(problem_key(question), problem_key(item.question)) << question;
+    const std::string other_target = std::to_string(item.target + 1) + ". Every";
+    std::string moved = item.question;
+    moved.replace(moved.find(std::to_string(item.target) + ". Every"),
+                  std::to_string(item.target).size() + 7, other_target);
+    EXPECT_NE(problem_key(moved), problem_key(item.question)) << moved;
+  }
+  EXPECT_GT(keys.size(), 25u);
+  const EvalItem a = generate_arithmetic(1, 5, 2)[0];
+  EXPECT_EQ(problem_key(a.question), a.question);
 }
 
 TEST(EvalTasksGenerate, LogicHasExactlyOneCorrectChoice) {

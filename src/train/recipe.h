@@ -36,7 +36,8 @@ struct Recipe {
   double grpo_lr = 1e-4, grpo_clip = 0.2;
   double length_weight = 0.5;  // the length reward's weight once warmed up
   // Evaluation: held-out problems: eval_items Countdown-3 and as many arithmetic (single agent),
-  // half as many Countdown-4 (sub-agents against the single agent).
+  // half as many Countdown-4 (sub-agents against the single agent, each also at 1/4 and 1/2 of
+  // eval_max_tokens per agent, to compare them at equal wall time).
   int eval_items = 100;
   int eval_max_tokens = 1024;
 };

@@ -98,7 +98,8 @@ EvalItem arithmetic_item(const SftMix& mix, Draws& d, const TraceStyle& style) {
 }
 
 // A Countdown-3 item whose solution is `style`'s trace, drawn until its fully verbose trace (the
-// same search) fits max_trace_lines, so the problems do not depend on the verbosity.
+// same search with every line and move shown) fits max_trace_lines, so the problems do not
+// depend on the verbosity.
 EvalItem countdown3_item(const SftMix& mix, Draws& d, const TraceStyle& style) {
   for (int attempt = 0; attempt < kMaxRedraws; ++attempt) {
     EvalItem item = generate_countdown(1, d.next(), 3, mix.numbers)[0];

@@ -2,7 +2,8 @@
 // solution traces for supervised fine-tuning, from the eval task generators and their solvers.
 // Reinforcement learning with a length penalty then makes the model think shorter, which it can
 // only learn if the traces vary in length for the same kind of problem: optional redundant lines
-// appear with a per-trace probability, and the Countdown search order is shuffled.
+// and Countdown dead ends appear with a per-trace probability, and the Countdown search order
+// may be shuffled.
 //
 // Every example is a pure function of (seed, index), so data loaders can run in parallel and
 // resume anywhere.

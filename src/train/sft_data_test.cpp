@@ -1,7 +1,7 @@
 // SFT training text: deterministic per (seed, index); every answer is right by the eval checkers,
-// re-derived from the question text alone; traces vary in length and shorter ones are the longer
-// ones with lines left out; the eval sets' traces are unchanged; sub-agent examples follow the
-// native spawn markup as MarkupProtocol reads it.
+// re-derived from the question text alone; traces vary in length, shorter ones leaving out
+// redundant lines and Countdown moves that lead nowhere; the eval sets' traces are unchanged;
+// sub-agent examples follow the native spawn markup as MarkupProtocol reads it.
 #include "train/sft_data.h"
 
 #include <gtest/gtest.h>
@@ -230,36 +230,46 @@ TEST(SftData, TraceVerbosityVariesWithinTheMix) {
 }
 
 // With shuffle_countdown off, every Countdown-3 search tries its first moves in the solver's
-// fixed order (terse traces leave some out); with it on, most do not.
+// fixed order (terse traces leave some out); with it on, most searches of two or more first
+// moves do not.
 TEST(SftData, CountdownSearchOrderFollowsTheMix) {
   SftMix countdown_only;
   countdown_only.arithmetic = countdown_only.countdown4_spawn = countdown_only.no_think = 0;
-  auto in_fixed_order = [](const std::string& text) {
-    const std::vector<int> numbers = parse_numbers(between(text, "Numbers: ", ". Target:"));
-    std::vector<std::string> order;
-    for (const CountdownMove& m : countdown_first_moves(numbers, TraceStyle()))
-      order.push_back("Try " + std::to_string(m.a) + " " + m.op + " " + std::to_string(m.b) +
-                      " = " + std::to_string(m.result));
-    size_t next = 0, tried = 0;
-    for (const std::string& line : lines_of(text)) {
-      if (line.rfind("Try ", 0) != 0) continue;
-      const auto at = std::find(order.begin() + long(next), order.end(),
-                                line.substr(0, line.find_first_of(",:")));
-      if (at == order.end()) return false;
-      next = size_t(at - order.begin()) + 1;
-      ++tried;
-    }
-    return tried > 0;
+  auto first_moves = [](const std::string& trace) {  // "Try a op b = c" at depth 0, in order
+    std::vector<std::string> out;
+    for (const std::string& line : lines_of(trace))
+      if (line.rfind("Try ", 0) == 0) out.push_back(line.substr(0, line.find_first_of(",:")));
+    return out;
   };
-  int shuffled_in_order = 0;
-  const int n = 40;
-  for (uint64_t i = 0; i < n; ++i) {
-    shuffled_in_order += in_fixed_order(joined_text(sft_example(countdown_only, 6, i)));
+  // 1: in the fixed order, 0: not, -1: fewer than two first moves to tell by.
+  auto in_fixed_order = [&](const std::string& text) {
+    const std::vector<int> numbers = parse_numbers(between(text, "Numbers: ", ". Target:"));
+    const int target = std::stoi(between(text, "Target: ", ".\n"));
+    TraceStyle all;
+    all.max_shown_lines = 0;
+    std::string verbose;
+    solve_countdown(numbers, target, &verbose, all);
+    const std::vector<std::string> order = first_moves(verbose), tried = first_moves(text);
+    if (tried.size() < 2) return -1;
+    auto at = order.begin();
+    for (const std::string& t : tried) {
+      at = std::find(at, order.end(), t);
+      if (at == order.end()) return 0;
+      ++at;
+    }
+    return 1;
+  };
+  int shuffled = 0, shuffled_in_order = 0;
+  for (uint64_t i = 0; i < 60; ++i) {
+    const int s = in_fixed_order(joined_text(sft_example(countdown_only, 6, i)));
+    shuffled += s >= 0;
+    shuffled_in_order += s == 1;
     SftMix fixed = countdown_only;
     fixed.shuffle_countdown = false;
-    EXPECT_TRUE(in_fixed_order(joined_text(sft_example(fixed, 6, i)))) << i;
+    EXPECT_NE(in_fixed_order(joined_text(sft_example(fixed, 6, i))), 0) << i;
   }
-  EXPECT_LT(shuffled_in_order, n / 2);
+  EXPECT_GT(shuffled, 30);
+  EXPECT_LT(shuffled_in_order, shuffled / 2);
 }
 
 TEST(SftTraceStyle, DefaultsKeepTheEvalTraces) {
@@ -385,6 +395,16 @@ TEST(SftTraceStyle, OptionalDeadEndsLeaveOutMovesThatLeadNowhere) {
     shorter += th.size() < t1.size();
   }
   EXPECT_GT(shorter, 20);
+  // Where nothing reaches the target, every try is still shown.
+  TraceStyle terse;
+  terse.max_shown_lines = 0;
+  terse.verbosity = 0;
+  std::string without, with;
+  EXPECT_EQ(solve_countdown({1, 2, 3}, 97, &without, terse), "");
+  terse.optional_dead_ends = true;
+  EXPECT_EQ(solve_countdown({1, 2, 3}, 97, &with, terse), "");
+  EXPECT_EQ(with, without);
+  EXPECT_NE(with.find("Try 3 * 2 = 6"), std::string::npos) << with;
 }
 
 TEST(SftTraceStyle, ShuffledSearchFindsAnAnswerExactlyWhenThePlainOneDoes) {
