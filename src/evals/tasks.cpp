@@ -422,10 +422,16 @@ class CountdownSolver {
         continue;
       const std::string step = std::to_string(a.value) + " " + m.op + " " +
                                std::to_string(b.value) + " = " + std::to_string(m.result);
-      if (m.result == target_)
+      const std::string target = std::to_string(target_);
+      const bool hit = m.result == target_;
+      if (draws_.style().compare_to_target) {
+        std::string line = "Try " + step + ", target " + target + (hit ? ": yes." : ": no");
+        if (!hit) line += next.size() == 1 ? "." : "; leaving " + list_values(next) + ".";
+        log(depth, line);
+      } else if (hit)
         log(depth, "Try " + step + ": that is the target.");
       else if (next.size() == 1)
-        log(depth, "Try " + step + ": not " + std::to_string(target_) + ".");
+        log(depth, "Try " + step + ": not " + target + ".");
       else
         log(depth, "Try " + step + ", leaving " + list_values(next) + ".");
       path_.push_back(step);

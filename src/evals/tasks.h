@@ -38,6 +38,10 @@ struct TraceStyle {
   // probability verbosity), so shorter traces skip dead ends the way a solver with a good
   // intuition would. An unsolvable problem's trace still shows every try.
   bool optional_dead_ends = false;
+  // Countdown: every try copies the target next to its result before saying whether it is hit
+  // ("Try 14 + 2 = 16, target 14: no."), so the decision is a comparison of two adjacent numbers
+  // (a small model trained on "Try 14 + 2 = 16: not 14." wrote "not" without looking).
+  bool compare_to_target = false;
   uint64_t seed = 0;  // for verbosity and shuffling
 };
 

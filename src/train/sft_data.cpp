@@ -59,6 +59,7 @@ TraceStyle training_style(Draws& d, bool shuffle_countdown) {
   style.shuffle_moves = shuffle_countdown;
   style.check_steps = true;
   style.optional_dead_ends = true;
+  style.compare_to_target = true;
   style.verbosity = d.unit() < 0.75 ? 1.0 : d.unit();
   style.seed = d.next();
   return style;

@@ -407,6 +407,37 @@ TEST(SftTraceStyle, OptionalDeadEndsLeaveOutMovesThatLeadNowhere) {
   EXPECT_NE(with.find("Try 3 * 2 = 6"), std::string::npos) << with;
 }
 
+// compare_to_target: every try says "target T: yes." exactly when its result is T, else "no";
+// the search and the answer are the plain trace's.
+TEST(SftTraceStyle, EveryTryComparesItsResultWithTheTarget) {
+  int hits = 0, misses = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    const EvalItem item = generate_countdown(1, seed, seed % 2 ? 3 : 4, TaskNumbers::small())[0];
+    TraceStyle plain;
+    plain.max_shown_lines = 0;
+    TraceStyle compared = plain;
+    compared.compare_to_target = true;
+    std::string tp, tc;
+    EXPECT_EQ(solve_countdown(item.numbers, item.target, &tc, compared),
+              solve_countdown(item.numbers, item.target, &tp, plain));
+    const std::vector<std::string> lines = lines_of(tc);
+    EXPECT_EQ(lines.size(), lines_of(tp).size()) << tc;
+    const std::string target = std::to_string(item.target);
+    for (const std::string& line : lines) {
+      const size_t at = line.find("Try ");
+      if (at == std::string::npos) continue;
+      const std::string result = between(line, " = ", ", target ");
+      const bool hit = result == target;
+      EXPECT_NE(line.find(", target " + target + (hit ? ": yes." : ": no")), std::string::npos)
+          << line;
+      hits += hit;
+      misses += !hit;
+    }
+  }
+  EXPECT_GE(hits, 20);
+  EXPECT_GT(misses, 100);
+}
+
 TEST(SftTraceStyle, ShuffledSearchFindsAnAnswerExactlyWhenThePlainOneDoes) {
   std::mt19937 rng(1234);
   auto draw = [&](int lo, int hi) { return lo + int(rng() % unsigned(hi - lo + 1)); };
