@@ -52,7 +52,8 @@ bool ends_with(std::string_view s, std::string_view p) {
 }
 
 // A training trace's style: three quarters fully verbose (the "think long" model SFT makes),
-// the rest anywhere between terse and verbose, terse ones skipping Countdown dead ends too.
+// the rest anywhere between terse and verbose, terse ones skipping Countdown dead ends too;
+// every Countdown try writes the target beside its result.
 TraceStyle training_style(Draws& d, bool shuffle_countdown) {
   TraceStyle style;
   style.max_shown_lines = 0;
