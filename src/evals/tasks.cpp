@@ -307,6 +307,76 @@ std::string check_line(char op, int64_t a, int64_t b, int64_t c) {
          " " + s(b) + " = " + s(c) + " is right.\n";
 }
 
+// The nonzero place parts of x, largest first: 307 -> {300, 7}.
+std::vector<int64_t> place_parts(int64_t x) {
+  std::vector<int64_t> parts;
+  for (int64_t place = 1; x / place > 0; place *= 10)
+    if (const int64_t digit = x / place % 10) parts.insert(parts.begin(), digit * place);
+  return parts;
+}
+
+// "14 + 97 = 14 + 90 + 7 = 104 + 7 = 111", "368 - 32 = 368 - 30 - 2 = 338 - 2 = 336",
+// "4 * 92 = 4 * 90 + 4 * 2 = 360 + 8 = 368", "119 / 7 = (70 + 49) / 7 = 10 + 7 = 17" (long
+// division, by the quotient's places): a step done one place at a time, so each part is a
+// one-digit fact at its place (a model of a few million parameters got a fifth of its two-digit
+// sums wrong written at once). Empty when the operand split (for division the quotient) has one
+// nonzero place already.
+std::string place_value_chain(char op, int64_t a, int64_t b) {
+  auto s = [](int64_t x) { return std::to_string(x); };
+  auto join = [&](const std::vector<std::string>& terms, char sign) {
+    std::string out;
+    for (const std::string& t : terms) out += (out.empty() ? "" : std::string(" ") + sign + " ") + t;
+    return out;
+  };
+  // Reduces "t0 sign t1 sign t2..." left to right, one "= ..." per operation.
+  auto reduce = [&](std::vector<int64_t> terms, char sign) {
+    std::string out;
+    while (terms.size() > 1) {
+      terms[1] = sign == '+' ? terms[0] + terms[1] : terms[0] - terms[1];
+      terms.erase(terms.begin());
+      std::vector<std::string> text;
+      for (int64_t t : terms) text.push_back(s(t));
+      out += " = " + join(text, sign);
+    }
+    return out;
+  };
+  const std::string head = s(a) + " " + op + " " + s(b);
+  if (op == '+' || op == '-') {
+    const std::vector<int64_t> parts = place_parts(b);
+    if (parts.size() < 2) return "";
+    std::vector<int64_t> terms{a};
+    terms.insert(terms.end(), parts.begin(), parts.end());
+    std::vector<std::string> text;
+    for (int64_t t : terms) text.push_back(s(t));
+    return head + " = " + join(text, op) + reduce(terms, op);
+  }
+  if (op == '/') {
+    const std::vector<int64_t> parts = place_parts(a / b);
+    if (parts.size() < 2) return "";
+    std::vector<std::string> dividends, quotients;
+    for (int64_t p : parts) {
+      dividends.push_back(s(b * p));
+      quotients.push_back(s(p));
+    }
+    return head + " = (" + join(dividends, '+') + ") / " + s(b) + " = " + join(quotients, '+') +
+           reduce(parts, '+');
+  }
+  if (op != '*') return "";
+  const std::vector<int64_t> a_parts = place_parts(a), b_parts = place_parts(b);
+  const bool split_b = b_parts.size() >= a_parts.size();
+  const std::vector<int64_t>& parts = split_b ? b_parts : a_parts;
+  if (parts.size() < 2) return "";
+  std::vector<std::string> products;
+  std::vector<int64_t> values;
+  for (int64_t p : parts) {
+    products.push_back(split_b ? s(a) + " * " + s(p) : s(p) + " * " + s(b));
+    values.push_back(split_b ? a * p : p * b);
+  }
+  std::vector<std::string> text;
+  for (int64_t v : values) text.push_back(s(v));
+  return head + " = " + join(products, '+') + " = " + join(text, '+') + reduce(values, '+');
+}
+
 // The solver: parses the expression text and works it out one innermost operation at a time.
 std::string solve_arithmetic(const std::string& text, std::string* answer,
                              const TraceStyle& style) {
@@ -332,8 +402,13 @@ std::string solve_arithmetic(const std::string& text, std::string* answer,
     const int64_t a = e.nodes[n.left].value, b = e.nodes[n.right].value;
     const std::optional<int64_t> v = apply_op(n.op, a, b);
     if (!v) fail("internal: generated expression \"", text, "\" is not exact");
-    out += "Step " + std::to_string(step) + ": " + std::to_string(a) + " " + n.op + " " +
-           std::to_string(b) + " = " + std::to_string(*v) + ".\n";
+    std::string chain = style.place_value_steps ? place_value_chain(n.op, a, b) : "";
+    if (!chain.empty() && !draws.keep_optional()) chain.clear();
+    out += "Step " + std::to_string(step) + ": " +
+           (chain.empty() ? std::to_string(a) + " " + n.op + " " + std::to_string(b) + " = " +
+                                std::to_string(*v)
+                          : chain) +
+           ".\n";
     if (style.check_steps && draws.keep_optional()) out += check_line(n.op, a, b, *v);
     n = {0, *v, -1, -1};
     if (e.nodes[e.root].op && draws.keep_optional())

@@ -34,6 +34,9 @@ struct TraceStyle {
   // Arithmetic: offer an optional "Check:" line after each step (off by default, so the eval
   // sets' traces stay as they were).
   bool check_steps = false;
+  // Arithmetic: an optional place-value chain for a step whose operand has several nonzero
+  // places ("14 + 97 = 14 + 90 + 7 = 104 + 7 = 111"; off by default, like check_steps).
+  bool place_value_steps = false;
   // Countdown: in a solvable problem, a move that leads nowhere is optional too (kept with
   // probability verbosity), so shorter traces skip dead ends the way a solver with a good
   // intuition would. An unsolvable problem's trace still shows every try.

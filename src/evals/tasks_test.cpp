@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "util/error.h"
 
@@ -141,6 +142,64 @@ TEST(EvalTasksGenerate, CountdownIsSolvableWithTheGivenNumbers) {
     EXPECT_TRUE(check_answer(item, again)) << again;
     EXPECT_FALSE(check_answer(item, std::to_string(item.target)));  // not a given number
   }
+}
+
+// Place-value chains: every "=" in a step's line joins expressions of the same value, the line
+// ends with the step's result, and the items and answers are those without chains.
+TEST(EvalTasksGenerate, PlaceValueChainsAreRightAtEveryStep) {
+  EXPECT_EQ(generate_arithmetic(1, 3, 3, TraceStyle())[0].question,
+            "Compute 12 * ((78 - 18) + 24). Give the final answer on the last line as "
+            "\"Answer: <number>\".");
+  TraceStyle chains;
+  chains.place_value_steps = true;
+  EXPECT_NE(generate_arithmetic(1, 3, 3, chains)[0].solution.find(
+                "Step 1: 78 - 18 = 78 - 10 - 8 = 68 - 8 = 60.\n"),
+            std::string::npos);
+  std::set<char> chained_ops;
+  int chained_steps = 0, whole_steps = 0;
+  for (const TaskNumbers& range : {TaskNumbers(), TaskNumbers::small()}) {
+    const std::vector<EvalItem> plain = generate_arithmetic(60, 21, 3, TraceStyle(), range);
+    const std::vector<EvalItem> items = generate_arithmetic(60, 21, 3, chains, range);
+    for (size_t i = 0; i < items.size(); ++i) {
+      SCOPED_TRACE(items[i].solution);
+      EXPECT_EQ(items[i].question, plain[i].question);
+      EXPECT_EQ(items[i].answer, plain[i].answer);
+      EXPECT_EQ(extract_final_answer(items[i].solution), items[i].answer);
+      std::istringstream lines(items[i].solution);
+      for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("Step ", 0) != 0) continue;
+        const std::string body = line.substr(line.find(": ") + 2, line.size() - line.find(": ") - 3);
+        std::vector<std::string> sides;
+        for (size_t from = 0;;) {
+          const size_t eq = body.find(" = ", from);
+          sides.push_back(body.substr(from, eq == std::string::npos ? eq : eq - from));
+          if (eq == std::string::npos) break;
+          from = eq + 3;
+        }
+        ASSERT_GE(sides.size(), 2u) << line;
+        const std::optional<int64_t> value = evaluate_expression(sides.back());
+        ASSERT_TRUE(value.has_value()) << line;
+        EXPECT_EQ(std::to_string(*value), sides.back()) << line;  // ends with a plain number
+        for (const std::string& side : sides)
+          EXPECT_EQ(evaluate_expression(side), value) << side << " in " << line;
+        if (sides.size() > 2) {
+          ++chained_steps;
+          chained_ops.insert(sides[0][sides[0].find(' ') + 1]);
+        } else {
+          ++whole_steps;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(chained_ops, (std::set<char>{'+', '-', '*', '/'}));
+  // Chains are optional lines' kin: a terse trace writes every step at once.
+  TraceStyle terse, terse_chains;
+  terse.verbosity = terse_chains.verbosity = 0;
+  terse_chains.place_value_steps = true;
+  EXPECT_EQ(generate_arithmetic(20, 4, 3, terse_chains)[7].solution,
+            generate_arithmetic(20, 4, 3, terse)[7].solution);
+  EXPECT_GT(chained_steps, 100);
+  EXPECT_GT(whole_steps, 20);  // one nonzero place: written at once
 }
 
 // TaskNumbers::small(): every arithmetic value below 1000 (each step's result included), and

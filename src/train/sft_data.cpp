@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <string_view>
 
 #include "evals/tasks.h"
@@ -52,13 +53,13 @@ bool ends_with(std::string_view s, std::string_view p) {
 }
 
 // A training trace's style: three quarters fully verbose (the "think long" model SFT makes),
-// the rest anywhere between terse and verbose, terse ones skipping Countdown dead ends too;
-// every Countdown try writes the target beside its result.
+// the rest anywhere between terse and verbose, terse ones skipping Countdown dead ends and
+// arithmetic place-value chains too; every Countdown try writes the target beside its result.
 TraceStyle training_style(Draws& d, bool shuffle_countdown) {
   TraceStyle style;
   style.max_shown_lines = 0;
   style.shuffle_moves = shuffle_countdown;
-  style.check_steps = true;
+  style.place_value_steps = true;
   style.optional_dead_ends = true;
   style.compare_to_target = true;
   style.verbosity = d.unit() < 0.75 ? 1.0 : d.unit();
@@ -211,6 +212,34 @@ std::string joined_text(const TrainingText& text) {
   return out;
 }
 
+TrainingText weigh_decisions(const TrainingText& text, float weight) {
+  TrainingText out;
+  for (const TextPiece& p : text) {
+    if (!p.target) {
+      out.push_back(p);
+      continue;
+    }
+    size_t done = 0;  // p.text before this is in `out`
+    for (size_t at = p.text.find(", target "); at != std::string::npos;
+         at = p.text.find(", target ", at + 1)) {
+      size_t colon = at + 9;
+      while (colon < p.text.size() && std::isdigit(static_cast<unsigned char>(p.text[colon])))
+        ++colon;
+      if (colon == at + 9 || p.text.compare(colon, 1, ":") != 0) continue;
+      const size_t word = colon + 1;
+      size_t length = 0;
+      for (const char* w : {" yes", " no"})
+        if (p.text.compare(word, std::strlen(w), w) == 0) length = std::strlen(w);
+      if (!length) continue;
+      out.push_back({p.text.substr(done, word - done), true, p.weight});
+      out.push_back({p.text.substr(word, length), true, p.weight * weight});
+      done = word + length;
+    }
+    if (done < p.text.size()) out.push_back({p.text.substr(done), true, p.weight});
+  }
+  return out;
+}
+
 std::string chat_prompt_text(const std::string& question) {
   return "<|im_start|>user\n" + question + "<|im_end|>\n<|im_start|>assistant\n";
 }
@@ -289,6 +318,7 @@ TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index) {
     total += w;
   }
   if (total <= 0) fail("SFT mix fractions must not all be zero");
+  if (!(mix.decision_weight > 0)) fail("decision weight must be positive");
   if (mix.arithmetic_min_steps < 1 || mix.arithmetic_max_steps < mix.arithmetic_min_steps)
     fail("arithmetic steps must be 1 <= min <= max, got ", mix.arithmetic_min_steps, " and ",
          mix.arithmetic_max_steps);
@@ -302,15 +332,21 @@ TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index) {
     if (u < weights[k]) break;
     u -= weights[k];
   }
-  if (kind == 2) return pick(sft_spawn_example(seed, index, 2, mix), d);
-  const TraceStyle style = training_style(d, mix.shuffle_countdown);
-  if (kind == 0 || kind == 1) {
-    const EvalItem item =
-        kind == 0 ? arithmetic_item(mix, d, style) : countdown3_item(mix, d, style);
-    return think_text(item, item.solution);
+  TrainingText text;
+  if (kind == 2) {
+    text = pick(sft_spawn_example(seed, index, 2, mix), d);
+  } else {
+    const TraceStyle style = training_style(d, mix.shuffle_countdown);
+    if (kind == 0 || kind == 1) {
+      const EvalItem item =
+          kind == 0 ? arithmetic_item(mix, d, style) : countdown3_item(mix, d, style);
+      text = think_text(item, item.solution);
+    } else {
+      text = no_think_text(d.unit() < 0.5 ? arithmetic_item(mix, d, style)
+                                          : countdown3_item(mix, d, style));
+    }
   }
-  return no_think_text(d.unit() < 0.5 ? arithmetic_item(mix, d, style)
-                                      : countdown3_item(mix, d, style));
+  return mix.decision_weight == 1 ? text : weigh_decisions(text, mix.decision_weight);
 }
 
 }  // namespace muse

@@ -17,15 +17,21 @@
 namespace muse {
 
 // One training sequence as text pieces: `context` pieces are given (no loss), `target` pieces are
-// what the model must learn to generate (loss). Concatenated in order they are the full sequence.
+// what the model must learn to generate (loss, each token's scaled by `weight`). Concatenated in
+// order they are the full sequence.
 struct TextPiece {
   std::string text;
   bool target = false;
+  float weight = 1;
 };
 using TrainingText = std::vector<TextPiece>;
 
 // The pieces concatenated: the whole sequence.
 std::string joined_text(const TrainingText& text);
+
+// `text` with every Countdown decision word in its target pieces (" yes" or " no" right after
+// "target T:") split out as a piece of its own with loss weight `weight`; the same sequence.
+TrainingText weigh_decisions(const TrainingText& text, float weight);
 
 struct SftMix {  // fractions, normalised
   double arithmetic = 0.25, countdown3 = 0.5, countdown4_spawn = 0.2, no_think = 0.05;
@@ -35,6 +41,10 @@ struct SftMix {  // fractions, normalised
   // node, or in the solver's fixed order (pairs larger first, then + - * /).
   bool shuffle_countdown = true;
   TaskNumbers numbers;  // how large the problems' numbers get
+  // Loss weight of each Countdown hit decision (the "yes" or "no" after "target T:"). Hits are one
+  // try in ten or so, and a model trained at weight 1 called three hits in four "no" even when
+  // reading the training traces: the rare token's gradient builds the comparison too slowly.
+  float decision_weight = 1;
 };
 
 // The index-th training text of the stream for `seed`, independent of every other index:
@@ -44,7 +54,8 @@ struct SftMix {  // fractions, normalised
 //  - Countdown-4 with sub-agents: one of sft_spawn_example's texts (the parent half the time).
 // Traces: 0.75 of them fully verbose (verbosity 1, the "think long" model), the others a
 // verbosity drawn uniformly in [0, 1], which also keeps each Countdown dead end with that
-// probability; Countdown moves shuffled or not (mix.shuffle_countdown), no cap on the lines shown.
+// probability; Countdown moves shuffled or not (mix.shuffle_countdown), no cap on the lines shown;
+// arithmetic steps with optional place-value chains; decisions weighted by mix.decision_weight.
 TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index);
 
 // A Countdown-4 problem solved with sub-agents (MarkupProtocol's native markup). The parent thinks

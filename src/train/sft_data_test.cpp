@@ -438,6 +438,51 @@ TEST(SftTraceStyle, EveryTryComparesItsResultWithTheTarget) {
   EXPECT_GT(misses, 100);
 }
 
+// weigh_decisions splits out exactly the words after "target T:" in target pieces, weighted; the
+// sequence and everything else stay as they were.
+TEST(SftData, DecisionWeightsCoverExactlyTheDecisionWords) {
+  SftMix mix;
+  mix.numbers = TaskNumbers::small();
+  SftMix weighted = mix;
+  weighted.decision_weight = 5;
+  int decisions = 0, yes = 0;
+  for (uint64_t i = 0; i < 60; ++i) {
+    const TrainingText plain = sft_example(mix, 3, i);
+    const TrainingText text = sft_example(weighted, 3, i);
+    ASSERT_EQ(joined_text(text), joined_text(plain));
+    std::string before;  // the sequence up to the piece
+    for (const TextPiece& p : text) {
+      if (p.weight != 1) {
+        EXPECT_TRUE(p.target);
+        EXPECT_EQ(p.weight, 5.f);
+        EXPECT_TRUE(p.text == " yes" || p.text == " no") << p.text;
+        const size_t at = before.rfind(", target ");
+        ASSERT_NE(at, std::string::npos);
+        const std::string number = before.substr(at + 9, before.size() - at - 10);
+        EXPECT_TRUE(!number.empty() && std::all_of(number.begin(), number.end(), ::isdigit) &&
+                    ends_with(before, ":"))
+            << before.substr(at);
+        ++decisions;
+        yes += p.text == " yes";
+      }
+      before += p.text;
+    }
+    // Every decision of the targets is weighted; prompts never are.
+    int expected = 0;
+    for (const TextPiece& p : plain)
+      for (size_t at = p.text.find(", target "); p.target && at != std::string::npos;
+           at = p.text.find(", target ", at + 1))
+        ++expected;
+    int got = 0;
+    for (const TextPiece& p : text) got += p.weight != 1;
+    EXPECT_EQ(got, expected) << joined_text(plain);
+  }
+  EXPECT_GT(decisions, 300);
+  EXPECT_GT(yes, 10);
+  weighted.decision_weight = 0;
+  EXPECT_THROW(sft_example(weighted, 3, 0), Error);
+}
+
 TEST(SftTraceStyle, ShuffledSearchFindsAnAnswerExactlyWhenThePlainOneDoes) {
   std::mt19937 rng(1234);
   auto draw = [&](int lo, int hi) { return lo + int(rng() % unsigned(hi - lo + 1)); };

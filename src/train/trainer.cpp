@@ -158,7 +158,7 @@ struct Net : torch::nn::Module {
 
 // A padded batch: ids [B, T] and, per position t, the token predicted there (ids[t + 1]) or -100.
 struct Batch {
-  torch::Tensor ids, targets;
+  torch::Tensor ids, targets, weights;  // weights: 0 where targets is -100
   int64_t tokens = 0, target_tokens = 0;
 };
 
@@ -169,15 +169,19 @@ Batch make_batch(const std::vector<const TokenizedExample*>& examples) {
   Batch b;
   b.ids = torch::zeros({B, int64_t(T)}, torch::kInt64);
   b.targets = torch::full({B, int64_t(T)}, -100, torch::kInt64);
+  b.weights = torch::zeros({B, int64_t(T)});
   auto ids = b.ids.accessor<int64_t, 2>();
   auto tg = b.targets.accessor<int64_t, 2>();
+  auto w = b.weights.accessor<float, 2>();
   for (int64_t i = 0; i < B; ++i) {
     const TokenizedExample& e = *examples[size_t(i)];
-    if (e.mask.size() != e.ids.size()) fail("train: an example's mask and ids differ in length");
+    if (e.weight.size() != e.ids.size())
+      fail("train: an example's weights and ids differ in length");
     for (size_t t = 0; t < e.ids.size(); ++t) {
       ids[i][int64_t(t)] = e.ids[t];
-      if (t > 0 && e.mask[t]) {
+      if (t > 0 && e.weight[t] > 0) {
         tg[i][int64_t(t) - 1] = e.ids[t];
+        w[i][int64_t(t) - 1] = e.weight[t];
         ++b.target_tokens;
       }
     }
@@ -267,11 +271,11 @@ SftStepStats Trainer::sft_step(const std::vector<TokenizedExample>& batch, doubl
        })) {
     const Batch b = make_batch(mb);
     auto logits = net.forward(b.ids);
-    auto loss =
+    auto losses =
         F::cross_entropy(logits.view({-1, net.s.n_vocab}), b.targets.view({-1}),
-                         F::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
-    (loss / double(st.target_tokens)).backward();
-    loss_sum += loss.item<double>();
+                         F::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kNone));
+    ((losses * b.weights.view({-1})).sum() / double(st.target_tokens)).backward();
+    loss_sum += losses.sum().item<double>();
     st.tokens += b.tokens;
   }
   st.loss = loss_sum / double(st.target_tokens);

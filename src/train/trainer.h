@@ -15,19 +15,20 @@ namespace muse {
 // Whether this build has the trainer (libtorch found at configure time).
 bool trainer_available();
 
-// One sequence and which positions are trained (loss on predicting ids[t] where mask[t]).
+// One sequence and which positions are trained: the loss on predicting ids[t] counts with
+// weight[t] (0: not trained).
 struct TokenizedExample {
   std::vector<int32_t> ids;
-  std::vector<uint8_t> mask;
+  std::vector<float> weight;
   int targets() const {
     int n = 0;
-    for (uint8_t m : mask) n += m;
+    for (float w : weight) n += w > 0;
     return n;
   }
 };
 
 struct SftStepStats {
-  double loss = 0;  // mean over target tokens
+  double loss = 0;  // mean over target tokens, unweighted (comparable across weightings)
   double grad_norm = 0;
   int64_t tokens = 0, target_tokens = 0;
 };
@@ -66,15 +67,16 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   const NetShape& shape() const;
-  // One optimizer step on a batch (padded and masked here); `max_batch_tokens` bounds each
-  // micro-batch (gradients accumulate across them).
+  // One optimizer step on a batch (padded and masked here) minimising the weighted loss summed
+  // over target tokens, divided by their count; `max_batch_tokens` bounds each micro-batch
+  // (gradients accumulate across them).
   SftStepStats sft_step(const std::vector<TokenizedExample>& batch, double lr,
                         int64_t max_batch_tokens);
   // Dr. GRPO's clipped objective, summed over tokens and divided by `normalizer` (a constant:
   // samples x maximum length), so no sequence's length scales its own tokens' weight.
   GrpoStepStats grpo_step(const std::vector<PolicySample>& samples, double lr, double clip_epsilon,
                           double normalizer, int64_t max_batch_tokens);
-  // Mean loss over target tokens, without training.
+  // Mean loss over target tokens (unweighted), without training.
   double evaluate(const std::vector<TokenizedExample>& batch, int64_t max_batch_tokens);
   // Logits [ids.size() x n_vocab] for one sequence (tests compare them with Muse's).
   std::vector<float> logits(const std::vector<int32_t>& ids);
