@@ -325,7 +325,8 @@ std::string place_value_chain(char op, int64_t a, int64_t b) {
   auto s = [](int64_t x) { return std::to_string(x); };
   auto join = [&](const std::vector<std::string>& terms, char sign) {
     std::string out;
-    for (const std::string& t : terms) out += (out.empty() ? "" : std::string(" ") + sign + " ") + t;
+    for (const std::string& t : terms)
+      out += (out.empty() ? "" : std::string(" ") + sign + " ") + t;
     return out;
   };
   // Reduces "t0 sign t1 sign t2..." left to right, one "= ..." per operation.

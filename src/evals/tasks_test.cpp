@@ -168,7 +168,8 @@ TEST(EvalTasksGenerate, PlaceValueChainsAreRightAtEveryStep) {
       std::istringstream lines(items[i].solution);
       for (std::string line; std::getline(lines, line);) {
         if (line.rfind("Step ", 0) != 0) continue;
-        const std::string body = line.substr(line.find(": ") + 2, line.size() - line.find(": ") - 3);
+        const std::string body =
+            line.substr(line.find(": ") + 2, line.size() - line.find(": ") - 3);
         std::vector<std::string> sides;
         for (size_t from = 0;;) {
           const size_t eq = body.find(" = ", from);
