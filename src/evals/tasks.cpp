@@ -317,10 +317,11 @@ std::vector<int64_t> place_parts(int64_t x) {
 
 // "14 + 97 = 14 + 90 + 7 = 104 + 7 = 111", "368 - 32 = 368 - 30 - 2 = 338 - 2 = 336",
 // "4 * 92 = 4 * 90 + 4 * 2 = 360 + 8 = 368", "119 / 7 = (70 + 49) / 7 = 10 + 7 = 17" (long
-// division, by the quotient's places): a step done one place at a time, so each part is a
-// one-digit fact at its place (a model of a few million parameters got a fifth of its two-digit
-// sums wrong written at once). Empty when the operand split (for division the quotient) has one
-// nonzero place already.
+// division, by the quotient's places): a step done one place of an operand at a time, so most
+// parts are one-digit facts at their place (a model of a few million parameters got a fifth of
+// its two-digit sums wrong written at once; products of two multi-digit numbers keep a
+// multi-digit factor in each part). Empty when the operand split (for division the quotient) has
+// one nonzero place already.
 std::string place_value_chain(char op, int64_t a, int64_t b) {
   auto s = [](int64_t x) { return std::to_string(x); };
   auto join = [&](const std::vector<std::string>& terms, char sign) {

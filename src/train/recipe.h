@@ -55,8 +55,9 @@ struct TrainOptions {
   double time_scale = 1.0;  // multiplies the recipe's time budgets
 };
 
-// A training text as tokens, loss on its target pieces (every piece boundary sits at a special
-// token, so pieces tokenize as the whole text does).
+// A training text as tokens, loss on its target pieces with their weights (every piece boundary
+// sits at a special token or where the pre-tokenizer splits anyway, as before a decision word, so
+// pieces tokenize as the whole text does).
 TokenizedExample tokenize_example(const Tokenizer& tokenizer, const TrainingText& text);
 
 // Runs the recipe, printing progress on stderr; returns the results table (Markdown).

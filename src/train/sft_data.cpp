@@ -228,8 +228,12 @@ TrainingText weigh_decisions(const TrainingText& text, float weight) {
       if (colon == at + 9 || p.text.compare(colon, 1, ":") != 0) continue;
       const size_t word = colon + 1;
       size_t length = 0;
-      for (const char* w : {" yes", " no"})
-        if (p.text.compare(word, std::strlen(w), w) == 0) length = std::strlen(w);
+      for (const char* w : {" yes", " no"}) {
+        const size_t end = word + std::strlen(w);  // a whole word: not " none" or " not"
+        if (p.text.compare(word, std::strlen(w), w) == 0 &&
+            (end == p.text.size() || !std::isalpha(static_cast<unsigned char>(p.text[end]))))
+          length = std::strlen(w);
+      }
       if (!length) continue;
       out.push_back({p.text.substr(done, word - done), true, p.weight});
       out.push_back({p.text.substr(word, length), true, p.weight * weight});

@@ -481,6 +481,19 @@ TEST(SftData, DecisionWeightsCoverExactlyTheDecisionWords) {
   EXPECT_GT(yes, 10);
   weighted.decision_weight = 0;
   EXPECT_THROW(sft_example(weighted, 3, 0), Error);
+  // Only whole decision words after "target <digits>:" in target pieces.
+  const TrainingText hand = weigh_decisions(
+      {{"Try 1 + 2 = 3, target 3: yes.", false},
+       {"Try 3 * 4 = 12, target 3: no; x, target 3: none. y, target z: no. 5, target 7: no", true}},
+      2);
+  std::vector<std::pair<std::string, float>> pieces;
+  for (const TextPiece& p : hand) pieces.push_back({p.text, p.weight});
+  EXPECT_EQ(pieces, (std::vector<std::pair<std::string, float>>{
+                        {"Try 1 + 2 = 3, target 3: yes.", 1.f},
+                        {"Try 3 * 4 = 12, target 3:", 1.f},
+                        {" no", 2.f},
+                        {"; x, target 3: none. y, target z: no. 5, target 7:", 1.f},
+                        {" no", 2.f}}));
 }
 
 TEST(SftTraceStyle, ShuffledSearchFindsAnAnswerExactlyWhenThePlainOneDoes) {
