@@ -84,6 +84,13 @@ int run_agents(const Args& a, const Model& model, const Tokenizer& tokenizer, co
     params.thinking_budget = int(a.get_int("--think-budget", -1));
     if (params.thinking_budget < 0) fail("--think-budget must not be negative");
     params.thinking = thinking_budget_for(tokenizer, format, params.thinking_budget, 0);
+  } else {
+    // The reasoning tags alone, no budget: a sub-agent stopped mid-thought by its token limit
+    // then returns a note, not its unfinished reasoning (which would overflow its parent).
+    try {
+      params.thinking = thinking_budget_for(tokenizer, format, -1, 0);
+    } catch (const Error&) {
+    }
   }
   std::unique_ptr<SpawnProtocol> protocol;
   std::vector<int32_t> prompt;

@@ -47,7 +47,8 @@ SpawnMarkup spawn_markup_from(const GgufFile& file) {
   SpawnMarkup tags;
   for (auto [key, field] : {std::pair{"open", &tags.spawn_open}, {"close", &tags.spawn_close}, {"join", &tags.join},
                             {"task_open", &tags.task_open}, {"task_close", &tags.task_close},
-                            {"result_open", &tags.result_open}, {"result_close", &tags.result_close}})
+                            {"result_open", &tags.result_open}, {"result_close", &tags.result_close},
+                            {"no_answer", &tags.no_answer}})
     *field = file.get_string(std::string("muse.spawn.") + key, *field);
   return tags;
 }
@@ -88,6 +89,10 @@ std::string MarkupProtocol::answer(const AgentView& agent) const {
   // What follows the last returned result (or the task, for a sub-agent's own output).
   const size_t last = markup_.result_close.empty() ? std::string::npos : agent.text.rfind(markup_.result_close);
   return answer_after_thinking(last == std::string::npos ? agent.text : agent.text.substr(last + markup_.result_close.size()));
+}
+
+std::string MarkupProtocol::no_answer(const std::string& why) const {
+  return markup_.no_answer.empty() ? SpawnProtocol::no_answer(why) : markup_.no_answer;
 }
 
 std::vector<int32_t> MarkupProtocol::stop_tokens() const {
@@ -496,14 +501,16 @@ class Run {
     if (ended(a)) return;
     a.view.status = status;
     a.view.note = note;
-    // An agent that stopped mid-thought (its token limit) has no answer: a sub-agent returns a
-    // note instead of its unfinished reasoning, which would swamp its parent's context.
+    // An agent that stopped mid-thought (its token limit) has no answer: a sub-agent returns the
+    // protocol's no-answer result instead of its unfinished reasoning, which would swamp its
+    // parent's context.
     const bool unfinished = status == AgentStatus::kDone && inside_thinking(a);
-    if (unfinished && a.view.parent >= 0) a.view.result = "[sub-agent stopped while thinking: token limit]";
+    if (unfinished && a.view.parent >= 0) a.view.result = protocol_.no_answer("sub-agent stopped while thinking: token limit");
     else if (unfinished) a.view.result = "";
     else if (status == AgentStatus::kDone) a.view.result = protocol_.answer(a.view);
     else
-      a.view.result = "[sub-agent " + std::string(agent_status_name(status)) + (note.empty() ? "" : ": " + note) + "]";
+      a.view.result =
+          protocol_.no_answer("sub-agent " + std::string(agent_status_name(status)) + (note.empty() ? "" : ": " + note));
     drop_request(a);
     if (a.view.parent < 0) return;
     Agent& parent = agents_[size_t(a.view.parent)];

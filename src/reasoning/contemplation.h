@@ -11,8 +11,10 @@
 //    the tool result (re-rendered through the chat template; the prefix cache shares the prompt).
 // (The third way in, parallel thinking without model support, is in parallel_thinking.h.)
 //
-// Limits on width, depth, total tokens and time; a sub-agent that fails or is cancelled returns
-// a bracketed note as its result, so the parent always resumes and never hangs.
+// Limits on width, depth, total tokens and time; a sub-agent that ends without an answer (stopped
+// mid-thought by its token limit, failed or cancelled) returns its protocol's no-answer result
+// (a bracketed note saying why, or the word a model was trained to read), so the parent always
+// resumes and never hangs.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -75,6 +77,8 @@ class SpawnProtocol {
   // Tokens after which an agent's request stops by itself (its join tag), so its held sequence
   // ends exactly there.
   virtual std::vector<int32_t> stop_tokens() const { return {}; }
+  // The result of a sub-agent that ended without an answer, `why` saying how.
+  virtual std::string no_answer(const std::string& why) const { return "[" + why + "]"; }
 };
 
 // Native markup; the tags are configurable per model.
@@ -82,10 +86,13 @@ struct SpawnMarkup {
   std::string spawn_open = "<spawn>", spawn_close = "</spawn>", join = "<join>";
   std::string task_open = "<task>", task_close = "</task>";
   std::string result_open = "<result>", result_close = "</result>";
+  // What a sub-agent without an answer returns: the word Muse's model reads as "this branch found
+  // nothing" (its training children answer "none"); "": a bracketed note saying why.
+  std::string no_answer = "none";
 };
 
 // The tags a model was trained with, from its GGUF metadata (muse.spawn.open, .close, .join,
-// .task_open, .task_close, .result_open, .result_close); the defaults where absent.
+// .task_open, .task_close, .result_open, .result_close, .no_answer); the defaults where absent.
 SpawnMarkup spawn_markup_from(const GgufFile& file);
 
 // When the join tag is one token, an agent's request stops right after it, so its held sequence
@@ -101,6 +108,7 @@ class MarkupProtocol : public SpawnProtocol {
   std::string answer(const AgentView& agent) const override;
   bool starts_in_thinking(const AgentView& agent) const override;
   std::vector<int32_t> stop_tokens() const override;
+  std::string no_answer(const std::string& why) const override;
 
  private:
   const Tokenizer& tokenizer_;

@@ -117,9 +117,43 @@ TEST_F(ContemplationTest, AFailedSubAgentDoesNotHangItsParent) {
   const ContemplationResult r = contemplate(s, *tokenizer_, protocol, prompt(), params);
   ASSERT_EQ(r.agents.size(), 3u);
   EXPECT_EQ(r.agents[2].status, AgentStatus::kFailed);
-  EXPECT_EQ(r.agents[2].result.rfind("[sub-agent failed: ", 0), 0u) << r.agents[2].result;
+  EXPECT_FALSE(r.agents[2].note.empty());
+  EXPECT_EQ(r.agents[2].result, "none");  // the markup's no-answer word, what the model reads
+  EXPECT_NE(r.agents[0].text.find("<result>good</result><result>none</result>fine"), std::string::npos)
+      << r.agents[0].text;
   EXPECT_EQ(r.agents[1].result, "good");
   EXPECT_EQ(r.answer, "fine");
+  // Markup without a no-answer word returns a note saying why.
+  SpawnMarkup noted;
+  noted.no_answer = "";
+  MarkupProtocol noting(*tokenizer_, noted);
+  const ContemplationResult n = contemplate(s, *tokenizer_, noting, prompt(), params);
+  EXPECT_EQ(n.agents[2].result.rfind("[sub-agent failed: ", 0), 0u) << n.agents[2].result;
+}
+
+// A sub-agent stopped mid-thought by its token limit returns the no-answer result, not its
+// unfinished reasoning.
+TEST_F(ContemplationTest, ASubAgentStoppedWhileThinkingReturnsNoAnswer) {
+  Scheduler s(*model_, *tokenizer_, pool_, config());
+  MarkupProtocol protocol(*tokenizer_);
+  ContemplationParams params = scripted({"<spawn>deep</spawn><join>", "done"}, {});
+  params.configure = [base = params.configure](const AgentView& a, Request& r) {
+    base(a, r);
+    if (a.parent >= 0) {
+      r.grammar = literal("<think>step step step step step step step step");
+      r.max_tokens = 6;  // stops it mid-thought
+    }
+  };
+  params.thinking.open_token = tokenizer_->find("<think>");
+  params.thinking.close_token = tokenizer_->find("</think>");
+  ASSERT_GE(params.thinking.open_token, 0);
+  ASSERT_GE(params.thinking.close_token, 0);
+  const ContemplationResult r = contemplate(s, *tokenizer_, protocol, prompt(), params);
+  ASSERT_EQ(r.agents.size(), 2u);
+  EXPECT_EQ(r.agents[1].status, AgentStatus::kDone);
+  EXPECT_EQ(r.agents[1].result, "none");
+  EXPECT_NE(r.agents[0].text.find("<result>none</result>done"), std::string::npos) << r.agents[0].text;
+  EXPECT_EQ(r.answer, "done");
 }
 
 TEST_F(ContemplationTest, TokenAndTimeLimitsStopEveryAgent) {

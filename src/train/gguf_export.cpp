@@ -109,6 +109,7 @@ GgufWriter net_to_gguf(const NetShape& s, const std::vector<NamedTensor>& tensor
   w.set_string("muse.spawn.task_close", m.task_close);
   w.set_string("muse.spawn.result_open", m.result_open);
   w.set_string("muse.spawn.result_close", m.result_close);
+  w.set_string("muse.spawn.no_answer", m.no_answer);
 
   for (size_t i = 0; i < layout.size(); ++i) {
     const NamedTensor& want = layout[i];

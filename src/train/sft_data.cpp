@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "evals/tasks.h"
+#include "reasoning/contemplation.h"
 #include "util/error.h"
 
 namespace muse {
@@ -281,7 +282,7 @@ std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int m
       std::string trace;
       const std::string answer =
           solve_countdown(t.values, item.target, &trace, training_style(d, mix.shuffle_countdown));
-      std::string result = "none";
+      std::string result = SpawnMarkup().no_answer;  // what a branch that found nothing returns
       if (!answer.empty()) {
         result = substitute(answer, t.values[0], t.compound);
         if (!check_answer(item, result)) fail("internal: sub-agent answer ", result, " is wrong");
