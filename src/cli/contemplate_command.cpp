@@ -86,7 +86,8 @@ int run_agents(const Args& a, const Model& model, const Tokenizer& tokenizer, co
     params.thinking = thinking_budget_for(tokenizer, format, params.thinking_budget, 0);
   } else {
     // The reasoning tags alone, no budget: a sub-agent stopped mid-thought by its token limit
-    // then returns a note, not its unfinished reasoning (which would overflow its parent).
+    // then returns the no-answer result, not its unfinished reasoning (which would overflow
+    // its parent).
     try {
       params.thinking = thinking_budget_for(tokenizer, format, -1, 0);
     } catch (const Error&) {
