@@ -330,15 +330,18 @@ std::string place_value_chain(char op, int64_t a, int64_t b) {
       out += (out.empty() ? "" : std::string(" ") + sign + " ") + t;
     return out;
   };
+  auto join_values = [&](const std::vector<int64_t>& values, char sign) {
+    std::vector<std::string> text;
+    for (int64_t v : values) text.push_back(s(v));
+    return join(text, sign);
+  };
   // Reduces "t0 sign t1 sign t2..." left to right, one "= ..." per operation.
   auto reduce = [&](std::vector<int64_t> terms, char sign) {
     std::string out;
     while (terms.size() > 1) {
       terms[1] = sign == '+' ? terms[0] + terms[1] : terms[0] - terms[1];
       terms.erase(terms.begin());
-      std::vector<std::string> text;
-      for (int64_t t : terms) text.push_back(s(t));
-      out += " = " + join(text, sign);
+      out += " = " + join_values(terms, sign);
     }
     return out;
   };
@@ -348,20 +351,15 @@ std::string place_value_chain(char op, int64_t a, int64_t b) {
     if (parts.size() < 2) return "";
     std::vector<int64_t> terms{a};
     terms.insert(terms.end(), parts.begin(), parts.end());
-    std::vector<std::string> text;
-    for (int64_t t : terms) text.push_back(s(t));
-    return head + " = " + join(text, op) + reduce(terms, op);
+    return head + " = " + join_values(terms, op) + reduce(terms, op);
   }
   if (op == '/') {
     const std::vector<int64_t> parts = place_parts(a / b);
     if (parts.size() < 2) return "";
-    std::vector<std::string> dividends, quotients;
-    for (int64_t p : parts) {
-      dividends.push_back(s(b * p));
-      quotients.push_back(s(p));
-    }
-    return head + " = (" + join(dividends, '+') + ") / " + s(b) + " = " + join(quotients, '+') +
-           reduce(parts, '+');
+    std::vector<int64_t> dividends;
+    for (int64_t p : parts) dividends.push_back(b * p);
+    return head + " = (" + join_values(dividends, '+') + ") / " + s(b) + " = " +
+           join_values(parts, '+') + reduce(parts, '+');
   }
   if (op != '*') return "";
   const std::vector<int64_t> a_parts = place_parts(a), b_parts = place_parts(b);
@@ -374,9 +372,8 @@ std::string place_value_chain(char op, int64_t a, int64_t b) {
     products.push_back(split_b ? s(a) + " * " + s(p) : s(p) + " * " + s(b));
     values.push_back(split_b ? a * p : p * b);
   }
-  std::vector<std::string> text;
-  for (int64_t v : values) text.push_back(s(v));
-  return head + " = " + join(products, '+') + " = " + join(text, '+') + reduce(values, '+');
+  return head + " = " + join(products, '+') + " = " + join_values(values, '+') +
+         reduce(values, '+');
 }
 
 // The solver: parses the expression text and works it out one innermost operation at a time.
