@@ -298,15 +298,6 @@ class ArithmeticBuilder {
   Expr e_;
 };
 
-// "Check: 60 - 18 = 42, so 42 + 18 = 60 is right.": the inverse operation, exact for the
-// positive values and exact divisions the generator makes.
-std::string check_line(char op, int64_t a, int64_t b, int64_t c) {
-  const char inverse = op == '+' ? '-' : op == '-' ? '+' : op == '*' ? '/' : '*';
-  auto s = [](int64_t x) { return std::to_string(x); };
-  return "Check: " + s(c) + " " + inverse + " " + s(b) + " = " + s(a) + ", so " + s(a) + " " + op +
-         " " + s(b) + " = " + s(c) + " is right.\n";
-}
-
 // The nonzero place parts of x, largest first: 307 -> {300, 7}.
 std::vector<int64_t> place_parts(int64_t x) {
   std::vector<int64_t> parts;
@@ -408,7 +399,6 @@ std::string solve_arithmetic(const std::string& text, std::string* answer,
                                 std::to_string(*v)
                           : chain) +
            ".\n";
-    if (style.check_steps && draws.keep_optional()) out += check_line(n.op, a, b, *v);
     n = {0, *v, -1, -1};
     if (e.nodes[e.root].op && draws.keep_optional())
       out += "The expression is now " + render(e, e.root) + ".\n";

@@ -31,11 +31,9 @@ struct TraceStyle {
   double verbosity = 1.0;    // probability of each optional (redundant) line
   // Countdown: randomise the order of pairs and operations at each node (still exhaustive).
   bool shuffle_moves = false;
-  // Arithmetic: offer an optional "Check:" line after each step (off by default, so the eval
-  // sets' traces stay as they were).
-  bool check_steps = false;
   // Arithmetic: an optional place-value chain for a step whose operand has several nonzero
-  // places ("14 + 97 = 14 + 90 + 7 = 104 + 7 = 111"; off by default, like check_steps).
+  // places ("14 + 97 = 14 + 90 + 7 = 104 + 7 = 111"; off by default, so the eval sets' traces
+  // stay as they were).
   bool place_value_steps = false;
   // Countdown: in a solvable problem, a move that leads nowhere is optional too (kept with
   // probability verbosity), so shorter traces skip dead ends the way a solver with a good

@@ -303,7 +303,6 @@ TEST(SftTraceStyle, TerseTracesAreVerboseOnesWithLinesLeftOut) {
   TraceStyle verbose;
   verbose.max_shown_lines = 0;
   verbose.shuffle_moves = true;
-  verbose.check_steps = true;
   for (uint64_t seed = 1; seed <= 30; ++seed) {
     verbose.seed = seed;
     TraceStyle terse = verbose, half = verbose;
@@ -317,17 +316,9 @@ TEST(SftTraceStyle, TerseTracesAreVerboseOnesWithLinesLeftOut) {
     EXPECT_LT(a0.solution.size(), a1.solution.size());
     EXPECT_TRUE(lines_subsequence(a0.solution, ah.solution)) << a0.solution << "\n" << ah.solution;
     EXPECT_TRUE(lines_subsequence(ah.solution, a1.solution)) << ah.solution << "\n" << a1.solution;
-    EXPECT_NE(a1.solution.find("Check: "), std::string::npos);
-    EXPECT_EQ(a0.solution.find("Check: "), std::string::npos);
+    EXPECT_NE(a1.solution.find("The expression is now"), std::string::npos);
     EXPECT_EQ(a0.solution.find("The expression is now"), std::string::npos);
     EXPECT_NE(a0.solution.find("Step 3: "), std::string::npos);
-    // Check lines state an exact inverse: "Check: c op b = a, so ..." evaluates.
-    for (const std::string& line : lines_of(a1.solution)) {
-      if (line.rfind("Check: ", 0) != 0) continue;
-      const std::string lhs = between(line, "Check: ", " = ");
-      const std::string rhs = between(line, " = ", ", so");
-      EXPECT_EQ(evaluate_expression(lhs), evaluate_expression(rhs)) << line;
-    }
 
     const EvalItem item = generate_countdown(1, seed, 4)[0];
     std::string t1, t0, th;
