@@ -61,6 +61,8 @@ Recipe recipe_by_name(const std::string& name) {
     r.grpo_prompts = 4;
     r.grpo_group = 4;
     r.grpo_max_tokens = 256;
+    r.grpo_val_minutes = 0.2;
+    r.grpo_val_items = 8;
     r.eval_items = 8;
     r.eval_max_tokens = 256;
     return r;
@@ -167,9 +169,10 @@ HeldOut held_out_set(const Recipe& r) {
   return h;
 }
 
-// The RL problem stream: Countdown-3 and arithmetic, alternating, none held out.
-EvalItem rl_problem(const Recipe& r, uint64_t index) {
-  const uint64_t seed = r.seed * 7919 + 100000 + index;
+// The RL problem stream: Countdown-3 and arithmetic, alternating (callers skip held-out ones).
+// The validation stream is the same kind of problem from other seeds.
+EvalItem rl_problem(const Recipe& r, uint64_t index, bool validation = false) {
+  const uint64_t seed = r.seed * 7919 + (validation ? 900000000 : 100000) + index;
   if (index % 2 == 0) return generate_countdown(1, seed, 3, r.mix.numbers)[0];
   return generate_arithmetic(1, seed, index % 4 == 1 ? 2 : 3, TraceStyle(), r.mix.numbers)[0];
 }
@@ -242,7 +245,7 @@ class RecipeRun {
     if (fresh)
       log_ << "stage,step,loss,lr,grad_norm,tokens,seconds,held_out_loss,accuracy,reasoning_tokens,"
               "reward,"
-              "length_weight,ratio,logprob_gap,samples,rollout_seconds\n";
+              "length_weight,ratio,logprob_gap,samples,rollout_seconds,kl\n";
     r_.sft_minutes *= o.time_scale;
     r_.grpo_minutes *= o.time_scale;
     // The held-out problems as question sets, so `muse eval` can measure any model on them.
@@ -380,14 +383,66 @@ class RecipeRun {
     trainer_->save_checkpoint(path("sft.pt"));
   }
 
+  // Stage 2's checkpoints on the validation problems.
+  struct Checkpoint {
+    int step = 0;
+    double accuracy = 0, reasoning_tokens = 0;
+    std::vector<NamedTensor> tensors;
+  };
+
+  Checkpoint validate(const std::vector<EvalItem>& problems, int step, double seconds) {
+    Checkpoint c;
+    c.step = step;
+    c.tensors = trainer_->tensors();
+    ExportOptions f32_export;
+    f32_export.matrix_type = GgmlType::F32;
+    const InMemoryModel engine(r_.shape, c.tensors, vocab_, f32_export);
+    const ModeReport rep =
+        evaluate_mode(engine.model(), engine.tokenizer(), engine.chat_template(), problems, "think",
+                      r_.eval_max_tokens, r_, o_.threads, progress_, fmt("val@%d", step));
+    c.accuracy = rep.accuracy;
+    c.reasoning_tokens = rep.mean_reasoning_tokens;
+    log_ << fmt("val,%d,,,,,%.1f,,%.4f,%.2f,,,,,,,\n", step, seconds, c.accuracy,
+                c.reasoning_tokens);
+    log_.flush();
+    val_acc_.x.push_back(step);
+    val_acc_.y.push_back(c.accuracy);
+    val_len_.x.push_back(step);
+    val_len_.y.push_back(c.reasoning_tokens);
+    return c;
+  }
+
   void grpo() {
     ThreadPool pool(o_.threads);
     const double budget = r_.grpo_minutes * 60;
     const auto t0 = Clock::now();
     uint64_t next_problem = 0;
+    std::vector<EvalItem> validation;
+    std::set<std::string> validation_keys;
+    for (uint64_t i = 0; int(validation.size()) < r_.grpo_val_items; ++i) {
+      EvalItem item = rl_problem(r_, i, true);
+      if (held_.contains(item) || !validation_keys.insert(problem_key(item.question)).second)
+        continue;
+      validation.push_back(std::move(item));
+    }
+    // Greedy accuracy and length, not the sampled rollouts', decide which weights stage 2 keeps:
+    // the shortest thinking among those as accurate as the start (within the tolerance).
+    trainer_->set_reference();
+    const Checkpoint start = validate(validation, 0, 0);
+    Checkpoint best = start;
+    auto consider = [&](Checkpoint c) {
+      const bool accurate = c.accuracy + 1e-9 >= start.accuracy - r_.grpo_val_tolerance;
+      if (accurate && c.reasoning_tokens < best.reasoning_tokens) best = std::move(c);
+    };
+    auto last_validation = Clock::now();
+    int step = 0;
     // Time, not steps, is the budget and drives the length penalty's warm-up: steps slow down
     // once the penalty gives every group a signal, so a step count guessed early would be wrong.
-    for (int step = 0; since(t0) < budget; ++step) {
+    for (; since(t0) < budget; ++step) {
+      if (step > 0 && since(last_validation) >= r_.grpo_val_minutes * 60) {
+        consider(validate(validation, step, since(t0)));
+        last_validation = Clock::now();
+      }
       const auto step_start = Clock::now();
       const double progress = since(t0) / budget;
       // Rollouts from the current weights, in Muse's engine.
@@ -408,7 +463,7 @@ class RecipeRun {
       eo.add_special = false;
       while (int(problems.size()) < r_.grpo_prompts) {
         EvalItem item = rl_problem(r_, next_problem++);
-        if (held_.contains(item)) continue;
+        if (held_.contains(item) || validation_keys.count(problem_key(item.question))) continue;
         prompts.push_back(engine.tokenizer().encode(chat_prompt_text(item.question), eo));
         problems.push_back(std::move(item));
       }
@@ -452,33 +507,45 @@ class RecipeRun {
           samples.push_back(std::move(ps));
         }
       }
+      GrpoStepSettings gs;
+      gs.lr = r_.grpo_lr;
+      gs.clip_epsilon = r_.grpo_clip;
+      gs.kl_coef = r_.grpo_kl;
+      gs.normalizer = double(r_.grpo_prompts) * r_.grpo_group * r_.grpo_max_tokens;
       GrpoStepStats st;
-      if (!samples.empty())
-        st =
-            trainer_->grpo_step(samples, r_.grpo_lr, r_.grpo_clip,
-                                double(r_.grpo_prompts) * r_.grpo_group * r_.grpo_max_tokens, 4096);
+      if (!samples.empty()) st = trainer_->grpo_step(samples, gs);
       const double s = since(t0);
       const double acc = correct / n, mean_len = reasoning / n;
       rl_acc_.x.push_back(step + 1);
       rl_acc_.y.push_back(acc);
       rl_len_.x.push_back(step + 1);
       rl_len_.y.push_back(mean_len);
-      log_ << fmt("grpo,%d,%.5f,%.6g,%.4f,%lld,%.1f,,%.4f,%.2f,%.4f,%.3f,%.4f,%.4f,%zu,%.1f\n",
+      log_ << fmt("grpo,%d,%.5f,%.6g,%.4f,%lld,%.1f,,%.4f,%.2f,%.4f,%.3f,%.4f,%.4f,%zu,%.1f,%.5f\n",
                   step + 1, st.loss, r_.grpo_lr, st.grad_norm, (long long)st.tokens, s, acc,
                   mean_len, reward_sum / n, w, st.mean_ratio, st.old_new_logprob_gap,
-                  samples.size(), rollout_seconds);
+                  samples.size(), rollout_seconds, st.kl);
       log_.flush();
       progress_.update(
           fmt("grpo step %d  accuracy %.2f  reasoning %.0f tok  reward %.3f  w %.2f  ratio %.3f  "
-              "|Δlogp| %.3f  rollouts %.0fs  %s / %s",
+              "|Δlogp| %.3f  KL %.4f  rollouts %.0fs  %s / %s",
               step + 1, acc, mean_len, reward_sum / n, w, st.mean_ratio, st.old_new_logprob_gap,
-              rollout_seconds, clock_text(s).c_str(), clock_text(budget).c_str()));
+              st.kl, rollout_seconds, clock_text(s).c_str(), clock_text(budget).c_str()));
     }
     progress_.note("");
-    write_plot("rl.svg", "stage 2: GRPO on training problems (sampled, T = 1)", "step", "",
-               {{"accuracy", rl_acc_.x, rl_acc_.y, true, false}});
-    write_plot("rl_length.svg", "stage 2: mean reasoning tokens per sample", "step", "tokens",
-               {{"reasoning tokens", rl_len_.x, rl_len_.y, true, false}});
+    consider(validate(validation, step, since(t0)));
+    progress_.note(
+        fmt("stage 2 keeps step %d's weights: validation accuracy %.1f%%, %.1f reasoning "
+            "tokens (at the start: %.1f%%, %.1f)",
+            best.step, 100 * best.accuracy, best.reasoning_tokens, 100 * start.accuracy,
+            start.reasoning_tokens));
+    trainer_->load_tensors(best.tensors);
+    write_plot("rl.svg", "stage 2: accuracy (rollouts sampled at T = 1; validation greedy)", "step",
+               "",
+               {{"rollouts", rl_acc_.x, rl_acc_.y, true, false},
+                {"validation", val_acc_.x, val_acc_.y, true, true}});
+    write_plot("rl_length.svg", "stage 2: mean reasoning tokens", "step", "tokens",
+               {{"rollouts", rl_len_.x, rl_len_.y, true, false},
+                {"validation", val_len_.x, val_len_.y, true, true}});
   }
 
   void write_plot(const std::string& name, const std::string& title, const std::string& x,
@@ -580,7 +647,7 @@ class RecipeRun {
   std::unique_ptr<Trainer> trainer_;
   std::ofstream log_;
   Progress progress_;
-  Curve sft_loss_, sft_val_, rl_acc_, rl_len_;
+  Curve sft_loss_, sft_val_, rl_acc_, rl_len_, val_acc_, val_len_;
 };
 
 }  // namespace

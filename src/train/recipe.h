@@ -33,8 +33,16 @@ struct Recipe {
   // Stage 2.
   double grpo_minutes = 45;
   int grpo_prompts = 8, grpo_group = 8, grpo_max_tokens = 640;
-  double grpo_lr = 1e-4, grpo_clip = 0.2;
+  double grpo_lr = 5e-5, grpo_clip = 0.2;
+  double grpo_kl = 0.1;        // the KL term's weight, toward the stage-1 weights
   double length_weight = 0.5;  // the length reward's weight once warmed up
+  // Checkpoint selection: every grpo_val_minutes, greedy accuracy and reasoning tokens on
+  // grpo_val_items problems of the RL stream's kind (not held out, never rolled out). Stage 2
+  // keeps the shortest-thinking weights whose accuracy is within grpo_val_tolerance of its
+  // starting point's (the start included), so it never ships a model worse than stage 1's.
+  double grpo_val_minutes = 4;
+  int grpo_val_items = 200;
+  double grpo_val_tolerance = 0.01;
   // Evaluation: held-out problems: eval_items Countdown-3 and as many arithmetic (single agent),
   // half as many Countdown-4 (sub-agents against the single agent, each also at 1/4 and 1/2 of
   // eval_max_tokens per agent, to compare them at equal wall time).

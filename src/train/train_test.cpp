@@ -297,10 +297,44 @@ TEST(TrainGrpo, StepMovesLogprobsTheWayOfTheAdvantage) {
   }
   ASSERT_NE(samples[0].completion, samples[1].completion);
   const double up_before = lp_of(samples[0].completion), down_before = lp_of(samples[1].completion);
-  const GrpoStepStats st = trainer.grpo_step(samples, 1e-3, 0.2, 2.0 * rs.max_tokens, 4096);
+  GrpoStepSettings gs;
+  gs.lr = 1e-3;
+  gs.normalizer = 2.0 * rs.max_tokens;
+  const GrpoStepStats st = trainer.grpo_step(samples, gs);
   EXPECT_NEAR(st.mean_ratio, 1.0, 1e-3);  // on-policy: the first step's ratio is 1
   EXPECT_GT(lp_of(samples[0].completion), up_before);
   EXPECT_LT(lp_of(samples[1].completion), down_before);
+}
+
+TEST(TrainGrpo, KlTermPullsThePolicyBackToItsReference) {
+  if (!trainer_available()) GTEST_SKIP() << "built without libtorch";
+  const BpeVocab v = small_vocab();
+  const NetShape shape = test_shape(int(v.tokens.size()));
+  const auto tok = vocab_tokenizer(v);
+  const Tokenizer::EncodeOptions eo{.add_special = false, .parse_special = true};
+  PolicySample sample;
+  sample.prompt = tok->encode(chat_prompt_text("Compute 4 * 6."), eo);
+  sample.completion = tok->encode("<think>\n4 * 6 = 24.\n</think>\n\nAnswer: 24", eo);
+  sample.old_logprobs.assign(sample.completion.size(), 0.f);
+  sample.advantage = 0;  // no reward signal: the KL term alone acts
+  // The reference: seed 3's weights; the policy: seed 4's, with a fresh optimizer.
+  Trainer trainer(shape, 3, 2);
+  trainer.set_reference();
+  GrpoStepSettings gs;
+  gs.lr = 1e-3;
+  gs.normalizer = double(sample.completion.size());
+  gs.kl_coef = 1;
+  EXPECT_NEAR(trainer.grpo_step({sample}, gs).kl, 0.0, 1e-6);  // the policy is its reference
+  trainer.load_tensors(Trainer(shape, 4, 2).tensors());
+  std::vector<double> kl;
+  for (int i = 0; i < 8; ++i) kl.push_back(trainer.grpo_step({sample}, gs).kl);
+  EXPECT_GT(kl[0], 1e-2);
+  // Adam's steps are lr-sized whatever the gradient, so the last ones may overshoot a little;
+  // the divergence must still fall at first and end well below where it started.
+  EXPECT_LT(kl[1], kl[0]);
+  EXPECT_LT(kl.back(), 0.5 * kl[0]);
+  gs.kl_coef = 0;
+  EXPECT_EQ(trainer.grpo_step({sample}, gs).kl, 0.0);  // not computed without the term
 }
 
 }  // namespace

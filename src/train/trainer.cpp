@@ -216,6 +216,7 @@ std::vector<std::vector<const T*>> micro_batches(const std::vector<T>& items, in
 
 struct Trainer::Impl {
   std::shared_ptr<Net> net;
+  std::shared_ptr<Net> reference;  // frozen, for grpo_step's KL term; null until set_reference
   std::unique_ptr<torch::optim::AdamW> optimizer;
   OptimizerSettings settings;
 
@@ -303,17 +304,28 @@ double Trainer::evaluate(const std::vector<TokenizedExample>& batch, int64_t max
   return n ? loss_sum / double(n) : 0;
 }
 
-GrpoStepStats Trainer::grpo_step(const std::vector<PolicySample>& samples, double lr,
-                                 double clip_epsilon, double normalizer, int64_t max_batch_tokens) {
+void Trainer::set_reference() {
+  torch::NoGradGuard no_grad;
+  impl_->reference = std::make_shared<Net>(impl_->net->s, 0);
+  const auto from = impl_->net->gguf_parameters();
+  const auto to = impl_->reference->gguf_parameters();
+  for (size_t i = 0; i < from.size(); ++i) to[i].second.copy_(from[i].second);
+  impl_->reference->eval();
+}
+
+GrpoStepStats Trainer::grpo_step(const std::vector<PolicySample>& samples,
+                                 const GrpoStepSettings& settings) {
   Net& net = *impl_->net;
   net.train();
   impl_->optimizer->zero_grad();
+  const double clip_epsilon = settings.clip_epsilon, normalizer = settings.normalizer;
+  const bool with_kl = settings.kl_coef > 0 && impl_->reference;
   GrpoStepStats st;
-  double loss_sum = 0, ratio_sum = 0, clipped = 0, gap = 0;
+  double loss_sum = 0, ratio_sum = 0, clipped = 0, gap = 0, kl_sum = 0;
   auto length = [](const PolicySample& s) {
     return int64_t(s.prompt.size() + s.completion.size());
   };
-  for (const auto& mb : micro_batches(samples, max_batch_tokens, length)) {
+  for (const auto& mb : micro_batches(samples, settings.max_batch_tokens, length)) {
     int64_t T = 0;
     for (const PolicySample* s : mb) T = std::max(T, length(*s));
     const int64_t B = int64_t(mb.size());
@@ -349,6 +361,21 @@ GrpoStepStats Trainer::grpo_step(const std::vector<PolicySample>& samples, doubl
     auto clipped_obj = torch::clamp(ratio, 1 - clip_epsilon, 1 + clip_epsilon) * adv;
     auto objective = torch::min(unclipped, clipped_obj) * mask;
     auto loss = -objective.sum() / normalizer;
+    if (with_kl) {
+      torch::Tensor ref_logp;
+      {
+        torch::NoGradGuard no_grad;
+        ref_logp = torch::log_softmax(impl_->reference->forward(ids), -1)
+                       .gather(-1, next.unsqueeze(-1))
+                       .squeeze(-1);
+      }
+      // k3: exp(r - p) - (r - p) - 1, non-negative, unbiased for KL(policy || reference) over
+      // the policy's own samples.
+      auto d = ref_logp - logp;
+      auto kl = (torch::exp(d) - d - 1) * mask;
+      loss = loss + settings.kl_coef * kl.sum() / normalizer;
+      kl_sum += kl.sum().item<double>();
+    }
     loss.backward();
     loss_sum += loss.item<double>();
     {
@@ -364,8 +391,9 @@ GrpoStepStats Trainer::grpo_step(const std::vector<PolicySample>& samples, doubl
     st.mean_ratio = ratio_sum / double(st.tokens);
     st.clipped_fraction = clipped / double(st.tokens);
     st.old_new_logprob_gap = gap / double(st.tokens);
+    st.kl = kl_sum / double(st.tokens);
   }
-  st.grad_norm = impl_->clip_and_step(lr);
+  st.grad_norm = impl_->clip_and_step(settings.lr);
   return st;
 }
 

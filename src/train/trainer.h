@@ -42,11 +42,25 @@ struct PolicySample {
   float advantage = 0;
 };
 
+struct GrpoStepSettings {
+  double lr = 1e-4;
+  double clip_epsilon = 0.2;
+  // The clipped objective is summed over tokens and divided by this constant (samples x maximum
+  // length, as Dr. GRPO does), so no sequence's length scales its own tokens' weight.
+  double normalizer = 1;
+  // Weight of the per-token KL divergence from the reference weights (set_reference; k3
+  // estimator, as in DeepSeekMath's GRPO): a pull back toward them that the noise of a few
+  // dozen samples per step does not have.
+  double kl_coef = 0;
+  int64_t max_batch_tokens = 4096;  // bounds each micro-batch (gradients accumulate)
+};
+
 struct GrpoStepStats {
   double loss = 0;
   double grad_norm = 0;
   double mean_ratio = 0, clipped_fraction = 0;
   double old_new_logprob_gap = 0;  // mean |new - old| over tokens: how off-policy the rollouts are
+  double kl = 0;                   // mean k3 KL from the reference over tokens (0 without one)
   int64_t tokens = 0;
 };
 
@@ -72,10 +86,12 @@ class Trainer {
   // (gradients accumulate across them).
   SftStepStats sft_step(const std::vector<TokenizedExample>& batch, double lr,
                         int64_t max_batch_tokens);
-  // Dr. GRPO's clipped objective, summed over tokens and divided by `normalizer` (a constant:
-  // samples x maximum length), so no sequence's length scales its own tokens' weight.
-  GrpoStepStats grpo_step(const std::vector<PolicySample>& samples, double lr, double clip_epsilon,
-                          double normalizer, int64_t max_batch_tokens);
+  // One step of Dr. GRPO's clipped objective, minus settings.kl_coef times the KL divergence
+  // from the reference weights when they are set.
+  GrpoStepStats grpo_step(const std::vector<PolicySample>& samples,
+                          const GrpoStepSettings& settings);
+  // Freezes a copy of the current weights as grpo_step's KL reference.
+  void set_reference();
   // Mean loss over target tokens (unweighted), without training.
   double evaluate(const std::vector<TokenizedExample>& batch, int64_t max_batch_tokens);
   // Logits [ids.size() x n_vocab] for one sequence (tests compare them with Muse's).

@@ -21,10 +21,10 @@ const NetShape& Trainer::shape() const { unavailable(); }
 SftStepStats Trainer::sft_step(const std::vector<TokenizedExample>&, double, int64_t) {
   unavailable();
 }
-GrpoStepStats Trainer::grpo_step(const std::vector<PolicySample>&, double, double, double,
-                                 int64_t) {
+GrpoStepStats Trainer::grpo_step(const std::vector<PolicySample>&, const GrpoStepSettings&) {
   unavailable();
 }
+void Trainer::set_reference() { unavailable(); }
 double Trainer::evaluate(const std::vector<TokenizedExample>&, int64_t) { unavailable(); }
 std::vector<float> Trainer::logits(const std::vector<int32_t>&) { unavailable(); }
 std::vector<NamedTensor> Trainer::tensors() const { unavailable(); }
