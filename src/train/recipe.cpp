@@ -42,6 +42,17 @@ Recipe recipe_by_name(const std::string& name) {
     // Run 6 called 73% of the hits in its own training traces "no"; the decision's loss weighs
     // five times as much (both words, so the "yes" it learns stays calibrated).
     r.mix.decision_weight = 5;
+    // Countdown-4 two ways: a share solved by the single agent (run 7's only ever saw it with
+    // sub-agents, so without them it had no baseline to be compared with), and with sub-agents
+    // in a context of 2,048 tokens, where a child's exhaustive search fits after the parent's
+    // ~250 tokens (in 1,024, run 7's were cut off, and their training texts dropped). More
+    // arithmetic: it was right 10% of the time.
+    r.shape.n_ctx = 2048;
+    r.mix.arithmetic = 0.3;
+    r.mix.countdown3 = 0.35;
+    r.mix.countdown4 = 0.1;
+    r.mix.countdown4_spawn = 0.2;
+    r.mix.no_think = 0.05;
     return r;
   }
   if (name == "smoke") {

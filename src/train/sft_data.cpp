@@ -101,24 +101,25 @@ EvalItem arithmetic_item(const SftMix& mix, Draws& d, const TraceStyle& style) {
   return generate_arithmetic(1, d.next(), steps, style, mix.numbers)[0];
 }
 
-// A Countdown-3 item whose solution is `style`'s trace, drawn until its fully verbose trace (the
-// same search with every line and move shown) fits max_trace_lines, so the problems do not
-// depend on the verbosity.
-EvalItem countdown3_item(const SftMix& mix, Draws& d, const TraceStyle& style) {
+// A Countdown item of `numbers` numbers whose solution is `style`'s trace, drawn until its fully
+// verbose trace (the same search with every line and move shown) fits the mix's line limit, so
+// the problems do not depend on the verbosity.
+EvalItem countdown_item(const SftMix& mix, Draws& d, const TraceStyle& style, int numbers) {
+  const int max_lines = numbers == 3 ? mix.max_trace_lines : mix.max_trace_lines_4;
   for (int attempt = 0; attempt < kMaxRedraws; ++attempt) {
-    EvalItem item = generate_countdown(1, d.next(), 3, mix.numbers)[0];
+    EvalItem item = generate_countdown(1, d.next(), numbers, mix.numbers)[0];
     TraceStyle verbose = style;
     verbose.verbosity = 1;
     std::string trace;
     std::string answer = solve_countdown(item.numbers, item.target, &trace, verbose);
-    if (count_lines(trace) > mix.max_trace_lines) continue;
+    if (count_lines(trace) > max_lines) continue;
     if (style.verbosity < 1) answer = solve_countdown(item.numbers, item.target, &trace, style);
     if (!check_answer(item, answer)) fail("internal: the Countdown solver missed ", item.id);
     item.answer = answer;
     item.solution = trace;
     return item;
   }
-  fail("max_trace_lines ", mix.max_trace_lines, " is too small for Countdown-3 traces");
+  fail("a line limit of ", max_lines, " is too small for Countdown-", numbers, " traces");
 }
 
 std::string join_numbers(const std::vector<int>& values) {
@@ -283,15 +284,19 @@ std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int m
       const std::string answer =
           solve_countdown(t.values, item.target, &trace, training_style(d, mix.shuffle_countdown));
       std::string result = SpawnMarkup().no_answer;  // what a branch that found nothing returns
+      std::string thinking = thinking_of(trace);
       if (!answer.empty()) {
         result = substitute(answer, t.values[0], t.compound);
         if (!check_answer(item, result)) fail("internal: sub-agent answer ", result, " is wrong");
         if (found.empty()) found = result, solving = children.size();
+        // The answer is over the original numbers: the first move goes back in, written out
+        // (a model left to do it after the thinking answered with made-up expressions).
+        thinking += "\nWith " + std::to_string(t.values[0]) + " = " + t.compound + ": " + result +
+                    " = " + target + ".";
       }
-      children.push_back(
-          {{sequence, false},
-           {"<task>" + t.task + "</task>", false},
-           {"\n" + thinking_of(trace) + "\n</think>\n\n" + result + kEndOfTurn, true}});
+      children.push_back({{sequence, false},
+                          {"<task>" + t.task + "</task>", false},
+                          {"\n" + thinking + "\n</think>\n\n" + result + kEndOfTurn, true}});
       results += "<result>" + result + "</result>";
     }
     add(results, false);
@@ -316,7 +321,8 @@ std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int m
 }
 
 TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index) {
-  const double weights[] = {mix.arithmetic, mix.countdown3, mix.countdown4_spawn, mix.no_think};
+  const double weights[] = {mix.arithmetic, mix.countdown3, mix.countdown4, mix.countdown4_spawn,
+                            mix.no_think};
   double total = 0;
   for (double w : weights) {
     if (!(w >= 0)) fail("SFT mix fractions must not be negative");
@@ -331,24 +337,24 @@ TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index) {
   Draws d(seed, index, kExampleSalt);
   double u = d.unit() * total;
   int kind = -1;  // the last with a weight, should rounding carry u past the end
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < 5; ++k) {
     if (weights[k] <= 0) continue;
     kind = k;
     if (u < weights[k]) break;
     u -= weights[k];
   }
   TrainingText text;
-  if (kind == 2) {
+  if (kind == 3) {
     text = pick(sft_spawn_example(seed, index, 2, mix), d);
   } else {
     const TraceStyle style = training_style(d, mix.shuffle_countdown);
-    if (kind == 0 || kind == 1) {
-      const EvalItem item =
-          kind == 0 ? arithmetic_item(mix, d, style) : countdown3_item(mix, d, style);
+    if (kind <= 2) {
+      const EvalItem item = kind == 0 ? arithmetic_item(mix, d, style)
+                                      : countdown_item(mix, d, style, kind == 1 ? 3 : 4);
       text = think_text(item, item.solution);
     } else {
       text = no_think_text(d.unit() < 0.5 ? arithmetic_item(mix, d, style)
-                                          : countdown3_item(mix, d, style));
+                                          : countdown_item(mix, d, style, 3));
     }
   }
   return mix.decision_weight == 1 ? text : weigh_decisions(text, mix.decision_weight);

@@ -34,9 +34,12 @@ std::string joined_text(const TrainingText& text);
 TrainingText weigh_decisions(const TrainingText& text, float weight);
 
 struct SftMix {  // fractions, normalised
-  double arithmetic = 0.25, countdown3 = 0.5, countdown4_spawn = 0.2, no_think = 0.05;
+  double arithmetic = 0.25, countdown3 = 0.5, countdown4 = 0, countdown4_spawn = 0.2,
+         no_think = 0.05;
   int arithmetic_min_steps = 2, arithmetic_max_steps = 3;
-  int max_trace_lines = 60;  // Countdown-3 traces longer than this are redrawn (bounds tokens)
+  // Countdown problems whose fully verbose trace is longer than this are redrawn (bounds
+  // tokens): Countdown-3, and Countdown-4 solved by a single agent.
+  int max_trace_lines = 60, max_trace_lines_4 = 120;
   // Countdown searches (single agent, parent and sub-agents) in a random order of moves at each
   // node, or in the solver's fixed order (pairs larger first, then + - * /).
   bool shuffle_countdown = true;
@@ -48,8 +51,8 @@ struct SftMix {  // fractions, normalised
 };
 
 // The index-th training text of the stream for `seed`, independent of every other index:
-//  - think (arithmetic, Countdown-3): the chat prompt, then "<think>\n" + trace + "\n</think>\n\n"
-//    + "Answer: A<|im_end|>" as target;
+//  - think (arithmetic, Countdown-3, Countdown-4 by one agent): the chat prompt, then
+//    "<think>\n" + trace + "\n</think>\n\n" + "Answer: A<|im_end|>" as target;
 //  - no-think: the prompt and an empty thinking block as context, "Answer: A<|im_end|>" as target;
 //  - Countdown-4 with sub-agents: one of sft_spawn_example's texts (the parent half the time).
 // Traces: 0.75 of them fully verbose (verbosity 1, the "think long" model), the others a

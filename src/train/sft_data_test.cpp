@@ -206,6 +206,20 @@ TEST(SftData, MixSelectsKindsAndValidates) {
   bad.arithmetic_max_steps = 1;
   EXPECT_THROW(sft_example(bad, 1, 0), Error);
   EXPECT_THROW(sft_spawn_example(1, 0, -1), Error);
+  // Countdown-4 by a single agent: four numbers, a right answer, the trace within its limit.
+  SftMix only_countdown4;
+  only_countdown4.arithmetic = only_countdown4.countdown3 = only_countdown4.countdown4_spawn =
+      only_countdown4.no_think = 0;
+  only_countdown4.countdown4 = 1;
+  only_countdown4.max_trace_lines_4 = 40;
+  for (uint64_t i = 0; i < 20; ++i) {
+    const TrainingText t = sft_example(only_countdown4, 3, i);
+    const EvalItem item = item_from_prompt(t[0].text);
+    EXPECT_EQ(item.numbers.size(), 4u);
+    const std::string& target = t.back().text;
+    EXPECT_TRUE(check_answer(item, answer_of(target))) << target;
+    EXPECT_LE(std::count(target.begin(), target.end(), '\n'), 40 + 3) << target;
+  }
   // Countdown-3 traces stay within max_trace_lines.
   SftMix short_traces;
   short_traces.arithmetic = short_traces.countdown4_spawn = short_traces.no_think = 0;
@@ -625,6 +639,11 @@ TEST(SftData, SpawnExamplesFollowTheMarkupProtocol) {
       EXPECT_EQ(answer != "none", can) << task;
       if (answer != "none") {
         EXPECT_TRUE(check_answer(item, answer)) << answer;
+        // The thinking ends by putting the first move back in: "With 14 = 9 + 5: ... = T."
+        EXPECT_TRUE(ends_with(body, "\nWith " + use + ": " + answer + " = " +
+                                        std::to_string(item.target) + ".\n</think>\n\n" + answer +
+                                        kEnd))
+            << body;
       }
     }
     // The parent takes the first answer, in its last round.
