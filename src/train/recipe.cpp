@@ -180,10 +180,11 @@ HeldOut held_out_set(const Recipe& r) {
   return h;
 }
 
-// The RL problem stream: Countdown-3 and arithmetic, alternating (callers skip held-out ones).
-// The validation stream is the same kind of problem from other seeds.
-EvalItem rl_problem(const Recipe& r, uint64_t index, bool validation = false) {
-  const uint64_t seed = r.seed * 7919 + (validation ? 900000000 : 100000) + index;
+// Stage 2's problems: Countdown-3 and arithmetic, alternating (callers skip held-out ones). The
+// validation stream is the same kind of problem from seeds the rollouts' never reach.
+enum class RlStream : uint64_t { kRollouts = 100000, kValidation = 900000000 };
+EvalItem rl_problem(const Recipe& r, RlStream stream, uint64_t index) {
+  const uint64_t seed = r.seed * 7919 + uint64_t(stream) + index;
   if (index % 2 == 0) return generate_countdown(1, seed, 3, r.mix.numbers)[0];
   return generate_arithmetic(1, seed, index % 4 == 1 ? 2 : 3, TraceStyle(), r.mix.numbers)[0];
 }
@@ -430,8 +431,10 @@ class RecipeRun {
     uint64_t next_problem = 0;
     std::vector<EvalItem> validation;
     std::set<std::string> validation_keys;
+    if (r_.grpo_val_items < 1) fail("stage 2 needs validation problems (grpo_val_items)");
     for (uint64_t i = 0; int(validation.size()) < r_.grpo_val_items; ++i) {
-      EvalItem item = rl_problem(r_, i, true);
+      if (i > 100 * uint64_t(r_.grpo_val_items)) fail("too few distinct validation problems");
+      EvalItem item = rl_problem(r_, RlStream::kValidation, i);
       if (held_.contains(item) || !validation_keys.insert(problem_key(item.question)).second)
         continue;
       validation.push_back(std::move(item));
@@ -473,7 +476,7 @@ class RecipeRun {
       Tokenizer::EncodeOptions eo;
       eo.add_special = false;
       while (int(problems.size()) < r_.grpo_prompts) {
-        EvalItem item = rl_problem(r_, next_problem++);
+        EvalItem item = rl_problem(r_, RlStream::kRollouts, next_problem++);
         if (held_.contains(item) || validation_keys.count(problem_key(item.question))) continue;
         prompts.push_back(engine.tokenizer().encode(chat_prompt_text(item.question), eo));
         problems.push_back(std::move(item));
@@ -527,9 +530,10 @@ class RecipeRun {
       if (!samples.empty()) st = trainer_->grpo_step(samples, gs);
       const double s = since(t0);
       const double acc = correct / n, mean_len = reasoning / n;
-      rl_acc_.x.push_back(step + 1);
+      // Plotted at the updates their weights had, as the validation points are.
+      rl_acc_.x.push_back(step);
       rl_acc_.y.push_back(acc);
-      rl_len_.x.push_back(step + 1);
+      rl_len_.x.push_back(step);
       rl_len_.y.push_back(mean_len);
       log_ << fmt("grpo,%d,%.5f,%.6g,%.4f,%lld,%.1f,,%.4f,%.2f,%.4f,%.3f,%.4f,%.4f,%zu,%.1f,%.5f\n",
                   step + 1, st.loss, r_.grpo_lr, st.grad_norm, (long long)st.tokens, s, acc,
@@ -550,11 +554,11 @@ class RecipeRun {
             best.step, 100 * best.accuracy, best.reasoning_tokens, 100 * start.accuracy,
             start.reasoning_tokens));
     trainer_->load_tensors(best.tensors);
-    write_plot("rl.svg", "stage 2: accuracy (rollouts sampled at T = 1; validation greedy)", "step",
-               "",
+    write_plot("rl.svg", "stage 2: accuracy (rollouts sampled at T = 1; validation greedy)",
+               "updates", "",
                {{"rollouts", rl_acc_.x, rl_acc_.y, true, false},
                 {"validation", val_acc_.x, val_acc_.y, true, true}});
-    write_plot("rl_length.svg", "stage 2: mean reasoning tokens", "step", "tokens",
+    write_plot("rl_length.svg", "stage 2: mean reasoning tokens", "updates", "tokens",
                {{"rollouts", rl_len_.x, rl_len_.y, true, false},
                 {"validation", val_len_.x, val_len_.y, true, true}});
   }

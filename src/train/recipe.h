@@ -38,8 +38,9 @@ struct Recipe {
   double length_weight = 0.5;  // the length reward's weight once warmed up
   // Checkpoint selection: every grpo_val_minutes, greedy accuracy and reasoning tokens on
   // grpo_val_items problems of the RL stream's kind (not held out, never rolled out). Stage 2
-  // keeps the shortest-thinking weights whose accuracy is within grpo_val_tolerance of its
-  // starting point's (the start included), so it never ships a model worse than stage 1's.
+  // keeps the shortest-thinking weights whose accuracy is at most grpo_val_tolerance below its
+  // starting point's (the start included): compression is what it is for, so a checkpoint
+  // that is more accurate but longer is not preferred.
   double grpo_val_minutes = 4;
   int grpo_val_items = 200;
   double grpo_val_tolerance = 0.01;

@@ -66,7 +66,8 @@ TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index);
 // solver's order (shuffled or not, as mix.shuffle_countdown), each as the Countdown-3 task
 //   <spawn>Numbers: A, B and C. Target: T. Use A = 9 + 5.</spawn>
 // then <join>. Each child (context: the parent's sequence through <join>, then <task>TASK</task>)
-// searches the three values and answers the full expression over the original four numbers, or
+// searches the three values, writes "With A = x op y: E = T." (its expression with the first
+// move put back) and answers E, the full expression over the original four numbers, or
 // "none". The parent (results as context) writes "Found: R" and "Answer: R" for the first answer,
 // or "No luck." and the next round. Problems are solvable and a solving move comes within the
 // first 4 rounds. Returns the parent first, then up to `max_children` children in spawn order,

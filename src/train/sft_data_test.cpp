@@ -189,7 +189,8 @@ TEST(SftData, AnswersAreRightAndTextsAreWellFormed) {
 
 TEST(SftData, MixSelectsKindsAndValidates) {
   SftMix only_arithmetic;
-  only_arithmetic.countdown3 = only_arithmetic.countdown4_spawn = only_arithmetic.no_think = 0;
+  only_arithmetic.countdown3 = only_arithmetic.countdown4 = only_arithmetic.countdown4_spawn =
+      only_arithmetic.no_think = 0;
   only_arithmetic.arithmetic_min_steps = only_arithmetic.arithmetic_max_steps = 4;
   for (uint64_t i = 0; i < 20; ++i) {
     const std::string target = sft_example(only_arithmetic, 1, i).back().text;
@@ -222,7 +223,8 @@ TEST(SftData, MixSelectsKindsAndValidates) {
   }
   // Countdown-3 traces stay within max_trace_lines.
   SftMix short_traces;
-  short_traces.arithmetic = short_traces.countdown4_spawn = short_traces.no_think = 0;
+  short_traces.arithmetic = short_traces.countdown4 = short_traces.countdown4_spawn =
+      short_traces.no_think = 0;
   short_traces.max_trace_lines = 20;
   for (uint64_t i = 0; i < 40; ++i) {
     const std::string target = sft_example(short_traces, 2, i).back().text;
@@ -232,7 +234,8 @@ TEST(SftData, MixSelectsKindsAndValidates) {
 
 TEST(SftData, TraceVerbosityVariesWithinTheMix) {
   SftMix countdown_only;
-  countdown_only.arithmetic = countdown_only.countdown4_spawn = countdown_only.no_think = 0;
+  countdown_only.arithmetic = countdown_only.countdown4 = countdown_only.countdown4_spawn =
+      countdown_only.no_think = 0;
   int with_preamble = 0;
   const int n = 300;
   for (uint64_t i = 0; i < n; ++i)
@@ -248,7 +251,8 @@ TEST(SftData, TraceVerbosityVariesWithinTheMix) {
 // moves do not.
 TEST(SftData, CountdownSearchOrderFollowsTheMix) {
   SftMix countdown_only;
-  countdown_only.arithmetic = countdown_only.countdown4_spawn = countdown_only.no_think = 0;
+  countdown_only.arithmetic = countdown_only.countdown4 = countdown_only.countdown4_spawn =
+      countdown_only.no_think = 0;
   auto first_moves = [](const std::string& trace) {  // "Try a op b = c" at depth 0, in order
     std::vector<std::string> out;
     for (const std::string& line : lines_of(trace))

@@ -317,20 +317,24 @@ TEST(TrainGrpo, KlTermPullsThePolicyBackToItsReference) {
   sample.completion = tok->encode("<think>\n4 * 6 = 24.\n</think>\n\nAnswer: 24", eo);
   sample.old_logprobs.assign(sample.completion.size(), 0.f);
   sample.advantage = 0;  // no reward signal: the KL term alone acts
-  // The reference: seed 3's weights; the policy: seed 4's, with a fresh optimizer.
+  // The reference: seed 3's weights; the policy: seed 4's (after one step at the reference,
+  // whose gradient is zero).
   Trainer trainer(shape, 3, 2);
-  trainer.set_reference();
   GrpoStepSettings gs;
   gs.lr = 1e-3;
   gs.normalizer = double(sample.completion.size());
   gs.kl_coef = 1;
+  EXPECT_THROW(trainer.grpo_step({sample}, gs), Error);  // no reference yet
+  trainer.set_reference();
   EXPECT_NEAR(trainer.grpo_step({sample}, gs).kl, 0.0, 1e-6);  // the policy is its reference
   trainer.load_tensors(Trainer(shape, 4, 2).tensors());
   std::vector<double> kl;
   for (int i = 0; i < 8; ++i) kl.push_back(trainer.grpo_step({sample}, gs).kl);
   EXPECT_GT(kl[0], 1e-2);
-  // Adam's steps are lr-sized whatever the gradient, so the last ones may overshoot a little;
-  // the divergence must still fall at first and end well below where it started.
+  // The term acts on the sampled tokens' log-probabilities (over many samples of the policy's
+  // own, that is its KL; on one fixed text, the rest of each distribution may drift). Adam's
+  // steps are lr-sized whatever the gradient, so the last ones may overshoot a little; the
+  // estimate must still fall at first and end well below where it started.
   EXPECT_LT(kl[1], kl[0]);
   EXPECT_LT(kl.back(), 0.5 * kl[0]);
   gs.kl_coef = 0;

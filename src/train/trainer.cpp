@@ -306,10 +306,23 @@ double Trainer::evaluate(const std::vector<TokenizedExample>& batch, int64_t max
 
 void Trainer::set_reference() {
   torch::NoGradGuard no_grad;
+  // Net's constructor seeds torch's global generator for its initial weights, which are
+  // overwritten here: keep the generator's state as it was.
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  at::Tensor state;
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    state = generator.get_state();
+  }
   impl_->reference = std::make_shared<Net>(impl_->net->s, 0);
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state);
+  }
   const auto from = impl_->net->gguf_parameters();
   const auto to = impl_->reference->gguf_parameters();
   for (size_t i = 0; i < from.size(); ++i) to[i].second.copy_(from[i].second);
+  for (auto& p : impl_->reference->parameters()) p.requires_grad_(false);
   impl_->reference->eval();
 }
 
@@ -319,7 +332,8 @@ GrpoStepStats Trainer::grpo_step(const std::vector<PolicySample>& samples,
   net.train();
   impl_->optimizer->zero_grad();
   const double clip_epsilon = settings.clip_epsilon, normalizer = settings.normalizer;
-  const bool with_kl = settings.kl_coef > 0 && impl_->reference;
+  const bool with_kl = settings.kl_coef > 0;
+  if (with_kl && !impl_->reference) fail("train: a KL coefficient without reference weights");
   GrpoStepStats st;
   double loss_sum = 0, ratio_sum = 0, clipped = 0, gap = 0, kl_sum = 0;
   auto length = [](const PolicySample& s) {
@@ -355,7 +369,11 @@ GrpoStepStats Trainer::grpo_step(const std::vector<PolicySample>& samples,
       adv[i][0] = s.advantage;
       st.tokens += int64_t(s.completion.size());
     }
-    auto logp = torch::log_softmax(net.forward(ids), -1).gather(-1, next.unsqueeze(-1)).squeeze(-1);
+    // Each position's log-probability of the token sampled after it.
+    auto token_logprobs = [&](Net& model) {
+      return torch::log_softmax(model.forward(ids), -1).gather(-1, next.unsqueeze(-1)).squeeze(-1);
+    };
+    auto logp = token_logprobs(net);
     auto ratio = torch::exp(logp - old_lp);
     auto unclipped = ratio * adv;
     auto clipped_obj = torch::clamp(ratio, 1 - clip_epsilon, 1 + clip_epsilon) * adv;
@@ -365,13 +383,12 @@ GrpoStepStats Trainer::grpo_step(const std::vector<PolicySample>& samples,
       torch::Tensor ref_logp;
       {
         torch::NoGradGuard no_grad;
-        ref_logp = torch::log_softmax(impl_->reference->forward(ids), -1)
-                       .gather(-1, next.unsqueeze(-1))
-                       .squeeze(-1);
+        ref_logp = token_logprobs(*impl_->reference);
       }
-      // k3: exp(r - p) - (r - p) - 1, non-negative, unbiased for KL(policy || reference) over
-      // the policy's own samples.
-      auto d = ref_logp - logp;
+      // k3: exp(r - p) - (r - p) - 1, non-negative, an unbiased estimate of KL(policy ||
+      // reference) over the policy's own samples. Padding is masked before exp, where it
+      // could overflow.
+      auto d = (ref_logp - logp) * mask;
       auto kl = (torch::exp(d) - d - 1) * mask;
       loss = loss + settings.kl_coef * kl.sum() / normalizer;
       kl_sum += kl.sum().item<double>();

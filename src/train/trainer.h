@@ -49,14 +49,14 @@ struct GrpoStepSettings {
   // length, as Dr. GRPO does), so no sequence's length scales its own tokens' weight.
   double normalizer = 1;
   // Weight of the per-token KL divergence from the reference weights (set_reference; k3
-  // estimator, as in DeepSeekMath's GRPO): a pull back toward them that the noise of a few
-  // dozen samples per step does not have.
+  // estimator, as in DeepSeekMath's GRPO): it damps the drift that the noise of a few dozen
+  // samples per step causes. Needs set_reference when positive.
   double kl_coef = 0;
   int64_t max_batch_tokens = 4096;  // bounds each micro-batch (gradients accumulate)
 };
 
 struct GrpoStepStats {
-  double loss = 0;
+  double loss = 0;  // the minimised objective, the KL term included
   double grad_norm = 0;
   double mean_ratio = 0, clipped_fraction = 0;
   double old_new_logprob_gap = 0;  // mean |new - old| over tokens: how off-policy the rollouts are
