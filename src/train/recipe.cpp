@@ -43,16 +43,19 @@ Recipe recipe_by_name(const std::string& name) {
     // five times as much (both words, so the "yes" it learns stays calibrated).
     r.mix.decision_weight = 5;
     // Countdown-4 two ways: a share solved by the single agent (run 7's only ever saw it with
-    // sub-agents, so without them it had no baseline to be compared with), and with sub-agents
-    // in a context of 2,048 tokens, where a child's exhaustive search fits after the parent's
-    // ~250 tokens (in 1,024, run 7's were cut off, and their training texts dropped). More
-    // arithmetic: it was right 10% of the time.
-    r.shape.n_ctx = 2048;
-    r.mix.arithmetic = 0.3;
-    r.mix.countdown3 = 0.35;
-    r.mix.countdown4 = 0.1;
-    r.mix.countdown4_spawn = 0.2;
+    // sub-agents, so without them it had no baseline to be compared with), in traces of at most
+    // 60 lines as Countdown-3's (hits stay as frequent as there); and with sub-agents in a
+    // context of 1,536 tokens, where a child's exhaustive search fits after the parent's ~250
+    // tokens (in 1,024, run 7's were cut off, and their training texts dropped). Countdown-3
+    // keeps run 7's share: with 35% and a 2,048-token context (fewer steps), run 10 never
+    // learned to call a hit "yes".
+    r.shape.n_ctx = 1536;
+    r.mix.arithmetic = 0.25;
+    r.mix.countdown3 = 0.5;
+    r.mix.countdown4 = 0.05;
+    r.mix.countdown4_spawn = 0.15;
     r.mix.no_think = 0.05;
+    r.mix.max_trace_lines_4 = 60;
     return r;
   }
   if (name == "smoke") {
