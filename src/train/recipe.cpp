@@ -452,13 +452,14 @@ class RecipeRun {
       if (accurate && c.reasoning_tokens < best.reasoning_tokens) best = std::move(c);
     };
     auto last_validation = Clock::now();
-    int step = 0;
+    int step = 0, last_validated = 0;
     // Time, not steps, is the budget and drives the length penalty's warm-up: steps slow down
     // once the penalty gives every group a signal, so a step count guessed early would be wrong.
     for (; since(t0) < budget; ++step) {
       if (step > 0 && since(last_validation) >= r_.grpo_val_minutes * 60) {
         consider(validate(validation, step, since(t0)));
         last_validation = Clock::now();
+        last_validated = step;
       }
       const auto step_start = Clock::now();
       const double progress = since(t0) / budget;
@@ -550,7 +551,7 @@ class RecipeRun {
               st.kl, rollout_seconds, clock_text(s).c_str(), clock_text(budget).c_str()));
     }
     progress_.note("");
-    consider(validate(validation, step, since(t0)));
+    if (step != last_validated) consider(validate(validation, step, since(t0)));
     progress_.note(
         fmt("stage 2 keeps step %d's weights: validation accuracy %.1f%%, %.1f reasoning "
             "tokens (at the start: %.1f%%, %.1f)",

@@ -336,25 +336,27 @@ TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index) {
 
   Draws d(seed, index, kExampleSalt);
   double u = d.unit() * total;
+  enum Kind { kArithmetic, kCountdown3, kCountdown4, kSpawn, kNoThink };  // weights' order
   int kind = -1;  // the last with a weight, should rounding carry u past the end
-  for (int k = 0; k < 5; ++k) {
+  for (int k = kArithmetic; k <= kNoThink; ++k) {
     if (weights[k] <= 0) continue;
     kind = k;
     if (u < weights[k]) break;
     u -= weights[k];
   }
   TrainingText text;
-  if (kind == 3) {
+  if (kind == kSpawn) {
     text = pick(sft_spawn_example(seed, index, 2, mix), d);
   } else {
     const TraceStyle style = training_style(d, mix.shuffle_countdown);
-    if (kind <= 2) {
-      const EvalItem item = kind == 0 ? arithmetic_item(mix, d, style)
-                                      : countdown_item(mix, d, style, kind == 1 ? 3 : 4);
-      text = think_text(item, item.solution);
-    } else {
+    if (kind == kNoThink) {
       text = no_think_text(d.unit() < 0.5 ? arithmetic_item(mix, d, style)
                                           : countdown_item(mix, d, style, 3));
+    } else {
+      const EvalItem item = kind == kArithmetic
+                                ? arithmetic_item(mix, d, style)
+                                : countdown_item(mix, d, style, kind == kCountdown3 ? 3 : 4);
+      text = think_text(item, item.solution);
     }
   }
   return mix.decision_weight == 1 ? text : weigh_decisions(text, mix.decision_weight);

@@ -43,10 +43,11 @@ struct Net : torch::nn::Module {
   torch::Tensor rope_cos, rope_sin;  // [n_ctx, head_dim / 2]
 
   Net(const NetShape& shape, uint64_t seed) : s(shape) {
-    torch::manual_seed(seed);
+    // A generator of its own: making a net (a reference copy too) leaves torch's global one be.
+    at::Generator generator = at::detail::createCPUGenerator(seed);
     const double std = 0.02, residual_std = 0.02 / std::sqrt(2.0 * s.n_layer);
     auto matrix = [&](const std::string& name, int64_t out, int64_t in, double sd) {
-      return register_parameter(name, torch::randn({out, in}) * sd);
+      return register_parameter(name, torch::randn({out, in}, generator) * sd);
     };
     auto norm = [&](const std::string& name) {
       return register_parameter(name, torch::ones({s.n_embd}));
@@ -306,19 +307,7 @@ double Trainer::evaluate(const std::vector<TokenizedExample>& batch, int64_t max
 
 void Trainer::set_reference() {
   torch::NoGradGuard no_grad;
-  // Net's constructor seeds torch's global generator for its initial weights, which are
-  // overwritten here: keep the generator's state as it was.
-  at::Generator generator = at::detail::getDefaultCPUGenerator();
-  at::Tensor state;
-  {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    state = generator.get_state();
-  }
-  impl_->reference = std::make_shared<Net>(impl_->net->s, 0);
-  {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(state);
-  }
+  impl_->reference = std::make_shared<Net>(impl_->net->s, 0);  // initial weights overwritten
   const auto from = impl_->net->gguf_parameters();
   const auto to = impl_->reference->gguf_parameters();
   for (size_t i = 0; i < from.size(); ++i) to[i].second.copy_(from[i].second);
@@ -389,7 +378,7 @@ GrpoStepStats Trainer::grpo_step(const std::vector<PolicySample>& samples,
       // reference) over the policy's own samples. Padding is masked before exp, where it
       // could overflow.
       auto d = (ref_logp - logp) * mask;
-      auto kl = (torch::exp(d) - d - 1) * mask;
+      auto kl = torch::exp(d) - d - 1;  // 0 where masked
       loss = loss + settings.kl_coef * kl.sum() / normalizer;
       kl_sum += kl.sum().item<double>();
     }
