@@ -56,6 +56,12 @@ Recipe recipe_by_name(const std::string& name) {
     r.mix.countdown4_spawn = 0.15;
     r.mix.no_think = 0.05;
     r.mix.max_trace_lines_4 = 60;
+    // Half the traces fully verbose, the rest of any verbosity: at 0.75 (run 9), the stage-1
+    // model sampled one and the same trace per problem, so stage 2 had no shorter correct
+    // sample to prefer (1.07x shorter). The KL weight halved: at 0.1 the policy stayed too near
+    // the long-thinking start; checkpoint selection still guards accuracy.
+    r.mix.verbose_share = 0.5;
+    r.grpo_kl = 0.05;
     return r;
   }
   if (name == "smoke") {
@@ -509,7 +515,8 @@ class RecipeRun {
           reasoning += ro.reasoning_tokens;
           ++n;
         }
-        const std::vector<double> length_reward = correct_length_rewards(lengths, ok);
+        const std::vector<double> length_reward =
+            correct_length_rewards(lengths, ok, r_.length_min_correct);
         std::vector<double> rewards;
         for (size_t i = 0; i < ok.size(); ++i)
           rewards.push_back((ok[i] ? 1.0 : 0.0) + w * length_reward[i]);

@@ -36,6 +36,7 @@ struct Recipe {
   double grpo_lr = 5e-5, grpo_clip = 0.2;
   double grpo_kl = 0.1;        // the KL term's weight, toward the stage-1 weights
   double length_weight = 0.5;  // the length reward's weight once warmed up
+  double length_min_correct = 0.5;  // groups less right than this get no length reward
   // Checkpoint selection: every grpo_val_minutes, greedy accuracy and reasoning tokens on
   // grpo_val_items problems of the RL stream's kind (not held out, never rolled out). Stage 2
   // keeps the shortest-thinking weights whose accuracy is at most grpo_val_tolerance below its

@@ -8,10 +8,13 @@
 namespace muse {
 
 std::vector<double> correct_length_rewards(const std::vector<int>& lengths,
-                                           const std::vector<bool>& correct) {
+                                           const std::vector<bool>& correct,
+                                           double min_correct_share) {
   if (lengths.size() != correct.size())
     fail("length reward: ", lengths.size(), " lengths, ", correct.size(), " verdicts");
   std::vector<double> out(lengths.size(), 0.0);
+  const auto n_correct = std::count(correct.begin(), correct.end(), true);
+  if (double(n_correct) < min_correct_share * double(correct.size())) return out;
   int lo = 0, hi = -1;
   for (size_t i = 0; i < lengths.size(); ++i) {
     if (!correct[i]) continue;

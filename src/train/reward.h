@@ -12,9 +12,13 @@ namespace muse {
 // for a model that is rarely right they are most of the group: a nano model (10% right when
 // sampled) learned to guess, mean reasoning 537 -> 35 tokens and held-out accuracy
 // 18.5% -> 13%. Here only correct answers compete on length (as in Arora and Zanette's
-// efficient-reasoning reward), so the pressure to shorten grows with accuracy.
+// efficient-reasoning reward), so the pressure to shorten grows with accuracy. A group with
+// fewer than `min_correct_share` of its samples correct gets no length reward at all (GRPO-λ):
+// where the model is mostly wrong, a shorter right answer is luck to learn correctness from
+// before brevity.
 std::vector<double> correct_length_rewards(const std::vector<int>& lengths,
-                                           const std::vector<bool>& correct);
+                                           const std::vector<bool>& correct,
+                                           double min_correct_share = 0);
 
 // A_i = R_i - mean(R): no division by the group's standard deviation, which would blow a small
 // length term up to full size once every sample in a group is correct (Dr. GRPO).

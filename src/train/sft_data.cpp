@@ -53,17 +53,17 @@ bool ends_with(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
 }
 
-// A training trace's style: three quarters fully verbose (the "think long" model SFT makes),
+// A training trace's style: mix.verbose_share fully verbose (the "think long" model SFT makes),
 // the rest anywhere between terse and verbose, terse ones skipping Countdown dead ends and
 // arithmetic place-value chains too; every Countdown try writes the target beside its result.
-TraceStyle training_style(Draws& d, bool shuffle_countdown) {
+TraceStyle training_style(Draws& d, const SftMix& mix) {
   TraceStyle style;
   style.max_shown_lines = 0;
-  style.shuffle_moves = shuffle_countdown;
+  style.shuffle_moves = mix.shuffle_countdown;
   style.place_value_steps = true;
   style.optional_dead_ends = true;
   style.compare_to_target = true;
-  style.verbosity = d.unit() < 0.75 ? 1.0 : d.unit();
+  style.verbosity = d.unit() < mix.verbose_share ? 1.0 : d.unit();
   style.seed = d.next();
   return style;
 }
@@ -282,7 +282,7 @@ std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int m
     for (const SubTask& t : tasks) {
       std::string trace;
       const std::string answer =
-          solve_countdown(t.values, item.target, &trace, training_style(d, mix.shuffle_countdown));
+          solve_countdown(t.values, item.target, &trace, training_style(d, mix));
       std::string result = SpawnMarkup().no_answer;  // what a branch that found nothing returns
       std::string thinking = thinking_of(trace);
       if (!answer.empty()) {
@@ -348,7 +348,7 @@ TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index) {
   if (kind == kSpawn) {
     text = pick(sft_spawn_example(seed, index, 2, mix), d);
   } else {
-    const TraceStyle style = training_style(d, mix.shuffle_countdown);
+    const TraceStyle style = training_style(d, mix);
     if (kind == kNoThink) {
       text = no_think_text(d.unit() < 0.5 ? arithmetic_item(mix, d, style)
                                           : countdown_item(mix, d, style, 3));

@@ -48,6 +48,10 @@ struct SftMix {  // fractions, normalised
   // try in ten or so, and a model trained at weight 1 called three hits in four "no" even when
   // reading the training traces: the rare token's gradient builds the comparison too slowly.
   float decision_weight = 1;
+  // Share of the think traces written fully verbose (the "think long" model); the others draw a
+  // verbosity uniformly in [0, 1]. Stage 2 can only prefer shorter traces that the model samples:
+  // at 0.75 a nano model sampled the same trace for a problem 8 times in 8 at T = 1.
+  double verbose_share = 0.75;
 };
 
 // The index-th training text of the stream for `seed`, independent of every other index:
@@ -55,8 +59,8 @@ struct SftMix {  // fractions, normalised
 //    "<think>\n" + trace + "\n</think>\n\n" + "Answer: A<|im_end|>" as target;
 //  - no-think: the prompt and an empty thinking block as context, "Answer: A<|im_end|>" as target;
 //  - Countdown-4 with sub-agents: one of sft_spawn_example's texts (the parent half the time).
-// Traces: 0.75 of them fully verbose (verbosity 1, the "think long" model), the others a
-// verbosity drawn uniformly in [0, 1], which also keeps each Countdown dead end with that
+// Traces: mix.verbose_share of them fully verbose (verbosity 1), the others a verbosity drawn
+// uniformly in [0, 1], which also keeps each Countdown dead end with that
 // probability; Countdown moves shuffled or not (mix.shuffle_countdown), no cap on the lines shown;
 // arithmetic steps with optional place-value chains; decisions weighted by mix.decision_weight.
 TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index);

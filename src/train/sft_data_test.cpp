@@ -236,14 +236,22 @@ TEST(SftData, TraceVerbosityVariesWithinTheMix) {
   SftMix countdown_only;
   countdown_only.arithmetic = countdown_only.countdown4 = countdown_only.countdown4_spawn =
       countdown_only.no_think = 0;
-  int with_preamble = 0;
   const int n = 300;
-  for (uint64_t i = 0; i < n; ++i)
-    with_preamble += sft_example(countdown_only, 5, i).back().text.find("Combine two numbers") !=
-                     std::string::npos;
+  auto with_preamble = [&] {
+    int count = 0;
+    for (uint64_t i = 0; i < n; ++i)
+      count += sft_example(countdown_only, 5, i).back().text.find("Combine two numbers") !=
+               std::string::npos;
+    return count;
+  };
   // 0.75 fully verbose, and on average half of the others: 0.875.
-  EXPECT_GT(with_preamble, n * 0.75);
-  EXPECT_LT(with_preamble, n * 0.97);
+  const int at_three_quarters = with_preamble();
+  EXPECT_GT(at_three_quarters, n * 0.75);
+  EXPECT_LT(at_three_quarters, n * 0.97);
+  countdown_only.verbose_share = 0.5;  // then 0.75
+  const int at_half = with_preamble();
+  EXPECT_GT(at_half, n * 0.65);
+  EXPECT_LT(at_half, n * 0.85);
 }
 
 // With shuffle_countdown off, every Countdown-3 search tries its first moves in the solver's

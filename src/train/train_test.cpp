@@ -36,6 +36,11 @@ TEST(TrainReward, LengthRewardRanksOnlyTheCorrectSamples) {
   EXPECT_EQ(correct_length_rewards({7, 7}, {true, true}), (std::vector<double>{0, 0}));
   EXPECT_EQ(correct_length_rewards({5, 15, 30}, {false, false, false}),
             (std::vector<double>{0, 0, 0}));
+  // Below the minimum share of correct samples, no length reward; at it, the ranking.
+  EXPECT_EQ(correct_length_rewards({10, 20, 30, 5}, {true, true, false, false}, 0.75),
+            (std::vector<double>{0, 0, 0, 0}));
+  EXPECT_EQ(correct_length_rewards({10, 20, 30, 5}, {true, true, false, false}, 0.5),
+            (std::vector<double>{0.5, -0.5, 0, 0}));
 }
 
 TEST(TrainReward, AdvantagesAreCenteredWithoutScaling) {
