@@ -62,6 +62,8 @@ Recipe recipe_by_name(const std::string& name) {
     // the long-thinking start; checkpoint selection still guards accuracy.
     r.mix.verbose_share = 0.5;
     r.grpo_kl = 0.05;
+    // Run 7's stage 1 (2 cores with AVX-512, 2,300 tokens/s); an AVX2 EPYC ran 1,000 tokens/s.
+    r.sft_reference_steps = 1700;
     return r;
   }
   if (name == "smoke") {
@@ -362,9 +364,18 @@ class RecipeRun {
       if (step == 12 || (step > 12 && step % 50 == 0)) {
         const double per_step = since(timed_from) / (step - 2);
         total = std::max(step + 1, int((budget - since(t0)) / per_step) + step);
-        if (step == 12)
+        if (step == 12) {
           progress_.note(fmt("sft: %d steps of ~%lld tokens fit %.0f minutes", total,
                              (long long)r_.sft_batch_tokens, r_.sft_minutes));
+          // Steps per unit of the recipe's time here, against the machine it was tuned on.
+          const double speed = total / (o_.time_scale * std::max(1, r_.sft_reference_steps));
+          if (r_.sft_reference_steps > 0 && speed < 0.8)
+            progress_.note(fmt(
+                "sft: this machine trains at %.0f%% of the speed the recipe was "
+                "tuned at (%d steps in %.0f minutes there): expect a weaker "
+                "model, or pass --time-scale %.1f",
+                100 * speed, r_.sft_reference_steps, r_.sft_minutes / o_.time_scale, 1 / speed));
+        }
       }
       std::vector<TokenizedExample> batch;
       int64_t batch_tokens = 0;

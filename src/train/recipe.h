@@ -30,6 +30,9 @@ struct Recipe {
   int64_t sft_batch_tokens = 4096;  // small: at this size, optimizer steps are what is scarce
   double sft_lr = 2e-3, sft_lr_min = 2e-4;
   int sft_warmup_steps = 30;
+  // The steps sft_minutes gave where the recipe was tuned (0: not stated). The budgets are
+  // time, so a slower machine trains less; stage 1 says so when it fits far fewer steps.
+  int sft_reference_steps = 0;
   // Stage 2.
   double grpo_minutes = 45;
   int grpo_prompts = 8, grpo_group = 8, grpo_max_tokens = 640;
