@@ -137,14 +137,18 @@ TEST_F(ContemplationTest, ASubAgentStoppedWhileThinkingReturnsNoAnswer) {
   Scheduler s(*model_, *tokenizer_, pool_, config());
   MarkupProtocol protocol(*tokenizer_);
   ContemplationParams params = scripted({"<spawn>deep</spawn><join>", "done"}, {});
-  params.configure = [base = params.configure](const AgentView& a, Request& r) {
+  // The grammar also lets "<think>" be spelled in pieces; which one a random-weight model picks
+  // depends on the kernels' rounding (AVX2 picked "<"), so the tag token is favoured.
+  const int32_t think = tokenizer_->find("<think>");
+  params.configure = [base = params.configure, think](const AgentView& a, Request& r) {
     base(a, r);
     if (a.parent >= 0) {
       r.grammar = literal("<think>step step step step step step step step");
+      r.sampling.logit_bias[think] = 100;
       r.max_tokens = 6;  // stops it mid-thought
     }
   };
-  params.thinking.open_token = tokenizer_->find("<think>");
+  params.thinking.open_token = think;
   params.thinking.close_token = tokenizer_->find("</think>");
   ASSERT_GE(params.thinking.open_token, 0);
   ASSERT_GE(params.thinking.close_token, 0);
