@@ -260,27 +260,61 @@ inline KBlock k_block(const uint8_t* row, int i) {
   }
 }
 
-// Q4_K and Q5_K.
+// Up to four tokens' int32 lane vectors -> their sums in lanes 0-3 (exact in any order), and
+// the tokens' activation scales of super-block i beside them: the float steps then run once for
+// the tile, lane t doing exactly token t's scalar arithmetic.
+template <int NT>
+inline __m128 tile_sums(const __m256i (&v)[NT]) {
+  static_assert(NT >= 1 && NT <= 4);
+  if constexpr (NT == 1) return _mm_cvtepi32_ps(_mm_cvtsi32_si128(hsum_epi32(v[0])));
+  if constexpr (NT == 2) {
+    const __m256i ab = _mm256_hadd_epi32(v[0], v[1]);
+    const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(ab), _mm256_extracti128_si256(ab, 1));
+    return _mm_cvtepi32_ps(_mm_hadd_epi32(s, s));
+  }
+  __m256i w[4] = {};
+  for (int t = 0; t < NT; ++t) w[t] = v[t];
+  return _mm_cvtepi32_ps(reduce4(w[0], w[1], w[2], w[3]));
+}
+template <int NT>
+inline __m128 tile_scales(const float* const (&d)[NT], int i) {
+  alignas(16) float out[4] = {};
+  for (int t = 0; t < NT; ++t) out[t] = d[t][i];
+  return _mm_load_ps(out);
+}
+template <int NT>
+inline void store_tile(const GemmTask& g, int t0, int64_t r, __m128 acc) {
+  alignas(16) float out[4];
+  _mm_store_ps(out, acc);
+  for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = out[t];
+}
+
+// Q4_K and Q5_K. The mins term sum_j mn_j * sum32_j is taken as one vpmaddwd of the mins (each
+// twice) against the activations' sums per 16.
 template <bool kFiveBit, int NT>
 void gemm_q45k_tile(const GemmTask& g, int t0) {
   const int nsb = g.K / QK_K;
   const TokenTile<NT> tok(*g.a, t0);
   const auto& aq = tok.q;
-  const auto& ad = tok.d;
-  const auto& asum = tok.sum32;
+  const auto& as = tok.sum16;
   const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m128i twice = _mm_set_epi8(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const uint8_t* row = g.w + r * g.w_row_bytes;
-    float acc[NT] = {};
+    __m128 acc = _mm_setzero_ps();
     for (int i = 0; i < nsb; ++i) {
       const auto [scales, qs, qh, dh, dminh] = k_block<kFiveBit>(row, i);
       alignas(16) uint8_t sm[16];
       k_scales_mins(scales, sm);
-      const __m256i mins = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
+      const __m256i mins = _mm256_cvtepu8_epi16(
+          _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)), twice));
       __m256i qhv = _mm256_setzero_si256();
       if constexpr (kFiveBit) qhv = load256(qh);
-      __m256i isum[NT];
-      for (int t = 0; t < NT; ++t) isum[t] = _mm256_setzero_si256();
+      __m256i isum[NT], msum[NT];
+      for (int t = 0; t < NT; ++t) {
+        isum[t] = _mm256_setzero_si256();
+        msum[t] = _mm256_madd_epi16(load256(as[t] + 16 * i), mins);
+      }
       for (int c = 0; c < 4; ++c) {
         const __m256i x = load256(qs + 32 * c);
         __m256i lo = _mm256_and_si256(x, low4);
@@ -298,16 +332,11 @@ void gemm_q45k_tile(const GemmTask& g, int t0) {
           isum[t] = dot_i16(isum[t], _mm256_maddubs_epi16(hi, load256(p + 32)), s_hi);
         }
       }
-      const float d = half(dh), dmin = half(dminh);
-      for (int t = 0; t < NT; ++t) {
-        const int32_t s = hsum_epi32(isum[t]);
-        const int32_t m = hsum_epi32(_mm256_mullo_epi32(
-            mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(asum[t] + 8 * i))));
-        acc[t] = std::fma(float(s), d * ad[t][i], acc[t]);
-        acc[t] = std::fma(float(m), -(dmin * ad[t][i]), acc[t]);
-      }
+      const __m128 da = tile_scales<NT>(tok.d, i);
+      acc = _mm_fmadd_ps(tile_sums<NT>(isum), _mm_mul_ps(_mm_set1_ps(half(dh)), da), acc);
+      acc = _mm_fnmadd_ps(tile_sums<NT>(msum), _mm_mul_ps(_mm_set1_ps(half(dminh)), da), acc);
     }
-    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
+    store_tile<NT>(g, t0, r, acc);
   }
 }
 
@@ -317,12 +346,11 @@ void gemm_q6k_tile(const GemmTask& g, int t0) {
   const int nsb = g.K / QK_K;
   const TokenTile<NT> tok(*g.a, t0);
   const auto& aq = tok.q;
-  const auto& ad = tok.d;
   const auto& bs = tok.sum16;
   const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const BlockQ6_K* blocks = reinterpret_cast<const BlockQ6_K*>(g.w + r * g.w_row_bytes);
-    float acc[NT] = {};
+    __m128 acc = _mm_setzero_ps();
     for (int i = 0; i < nsb; ++i) {
       const BlockQ6_K& b = blocks[i];
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
@@ -351,10 +379,10 @@ void gemm_q6k_tile(const GemmTask& g, int t0) {
           }
         }
       }
-      const float d = half(b.d);
-      for (int t = 0; t < NT; ++t) acc[t] = std::fma(float(hsum_epi32(isum[t])), d * ad[t][i], acc[t]);
+      acc = _mm_fmadd_ps(tile_sums<NT>(isum),
+                         _mm_mul_ps(_mm_set1_ps(half(b.d)), tile_scales<NT>(tok.d, i)), acc);
     }
-    for (int t = 0; t < NT; ++t) g.y[(t0 + t) * g.ldy + r] = acc[t];
+    store_tile<NT>(g, t0, r, acc);
   }
 }
 
