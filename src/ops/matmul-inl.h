@@ -144,9 +144,27 @@ inline __m256i unpack_block(const BlockQ8_0& b) {
   return _mm256_xor_si256(load256(b.qs), _mm256_set1_epi8(char(0x80)));
 }
 template <> constexpr int kZero<BlockQ8_0> = 128;
+#else
+// Without it, Q8_0's signed weights as |w|, their signs moved onto the activations (below), so
+// that vpmaddubsw cannot saturate.
+inline __m256i unpack_block(const BlockQ8_0& b) {
+  const __m256i q = load256(b.qs);
+  return _mm256_sign_epi8(q, q);
+}
 #endif
 
-// Q4_0, Q4_1, Q5_0, Q5_1 (and Q8_0 with VNNI).
+// A block's int32 lane sums of unpacked weights u times the activations at x.
+template <typename Block>
+inline __m256i block_dot(const Block& w, __m256i u, const int8_t* x) {
+#ifndef MUSE_VNNI
+  if constexpr (std::is_same_v<Block, BlockQ8_0>)
+    return dot_u8s8(_mm256_setzero_si256(), u, _mm256_sign_epi8(load256(x), load256(w.qs)));
+#endif
+  (void)w;
+  return dot_u8s8(_mm256_setzero_si256(), u, load256(x));
+}
+
+// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0.
 template <typename Block, int NT>
 void gemm_legacy_tile(const GemmTask& g, int t0) {
   constexpr bool kAffine = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
@@ -169,9 +187,8 @@ void gemm_legacy_tile(const GemmTask& g, int t0) {
       if constexpr (kAffine) m = _mm_set_ps(block_min(w[b + 3]), block_min(w[b + 2]), block_min(w[b + 1]), block_min(w[b]));
       for (int t = 0; t < NT; ++t) {
         const int8_t* x = aq[t] + b * QK;
-        const __m256i z = _mm256_setzero_si256();
-        __m128i s = reduce4(dot_u8s8(z, u0, load256(x)), dot_u8s8(z, u1, load256(x + 32)),
-                            dot_u8s8(z, u2, load256(x + 64)), dot_u8s8(z, u3, load256(x + 96)));
+        __m128i s = reduce4(block_dot(w[b], u0, x), block_dot(w[b + 1], u1, x + 32),
+                            block_dot(w[b + 2], u2, x + 64), block_dot(w[b + 3], u3, x + 96));
         if constexpr (kZero<Block> != 0)
           s = _mm_sub_epi32(s, _mm_mullo_epi32(_mm_set1_epi32(kZero<Block>),
                                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(asum[t] + b))));
@@ -183,7 +200,7 @@ void gemm_legacy_tile(const GemmTask& g, int t0) {
       alignas(16) float chains[4];
       _mm_store_ps(chains, acc[t]);
       for (int bb = b; bb < nb; ++bb) {
-        const int32_t s = hsum_epi32(dot_u8s8(_mm256_setzero_si256(), unpack_block(w[bb]), load256(aq[t] + bb * QK))) -
+        const int32_t s = hsum_epi32(block_dot(w[bb], unpack_block(w[bb]), aq[t] + bb * QK)) -
                           kZero<Block> * asum[t][bb];
         float& c = chains[bb % 4];
         c = std::fma(float(s), half(w[bb].d) * ad[t][bb], c);
@@ -191,41 +208,6 @@ void gemm_legacy_tile(const GemmTask& g, int t0) {
       }
       g.y[(t0 + t) * g.ldy + r] = (chains[0] + chains[1]) + (chains[2] + chains[3]);
     }
-  }
-}
-
-// Q8_0: signed weights. VNNI: bias them to unsigned (w + 128) and take 128 * sum(a) back out.
-// AVX2: move the sign onto the activation (|w| * sign(a, w)) so vpmaddubsw cannot saturate.
-template <int NT>
-void gemm_q8_0_tile(const GemmTask& g, int t0) {
-  const int nb = g.K / QK;
-  const TokenTile<NT> tok(*g.a, t0);
-  const auto& aq = tok.q;
-  const auto& ad = tok.d;
-  [[maybe_unused]] const auto& asum = tok.sum32;
-  for (int64_t r = g.r0; r < g.r1; ++r) {
-    const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(g.w + r * g.w_row_bytes);
-    float chains[NT][4] = {};
-    for (int b = 0; b < nb; ++b) {
-      const float d = half(w[b].d);
-      const __m256i q = load256(w[b].qs);
-#ifdef MUSE_VNNI
-      const __m256i u = _mm256_xor_si256(q, _mm256_set1_epi8(char(0x80)));
-#else
-      const __m256i u = _mm256_sign_epi8(q, q);
-#endif
-      for (int t = 0; t < NT; ++t) {
-        const __m256i x = load256(aq[t] + b * QK);
-#ifdef MUSE_VNNI
-        const int32_t s = hsum_epi32(dot_u8s8(_mm256_setzero_si256(), u, x)) - 128 * asum[t][b];
-#else
-        const int32_t s = hsum_epi32(dot_u8s8(_mm256_setzero_si256(), u, _mm256_sign_epi8(x, q)));
-#endif
-        chains[t][b % 4] = std::fma(float(s), d * ad[t][b], chains[t][b % 4]);
-      }
-    }
-    for (int t = 0; t < NT; ++t)
-      g.y[(t0 + t) * g.ldy + r] = (chains[t][0] + chains[t][1]) + (chains[t][2] + chains[t][3]);
   }
 }
 
@@ -683,7 +665,6 @@ void run_tiles(const GemmTask& g) {
 template <typename Block> struct LegacyTile {
   template <int NT> struct T { static void run(const GemmTask& g, int t0) { gemm_legacy_tile<Block, NT>(g, t0); } };
 };
-template <int NT> struct Q8Tile { static void run(const GemmTask& g, int t0) { gemm_q8_0_tile<NT>(g, t0); } };
 #if defined(__AVX512F__) && defined(MUSE_VNNI)
 template <int NT> struct Q4KTile { static void run(const GemmTask& g, int t0) { gemm_q45k_tile_512<false, NT>(g, t0); } };
 template <int NT> struct Q5KTile { static void run(const GemmTask& g, int t0) { gemm_q45k_tile_512<true, NT>(g, t0); } };
@@ -1086,11 +1067,7 @@ KernelSet make(const char* name) {
   k.gemm[int(GgmlType::Q4_1)] = run_tiles<LegacyTile<BlockQ4_1>::T>;
   k.gemm[int(GgmlType::Q5_0)] = run_tiles<LegacyTile<BlockQ5_0>::T>;
   k.gemm[int(GgmlType::Q5_1)] = run_tiles<LegacyTile<BlockQ5_1>::T>;
-#ifdef MUSE_VNNI
   k.gemm[int(GgmlType::Q8_0)] = run_tiles<LegacyTile<BlockQ8_0>::T>;
-#else
-  k.gemm[int(GgmlType::Q8_0)] = run_tiles<Q8Tile>;
-#endif
   k.gemm[int(GgmlType::Q4_K)] = run_tiles<Q4KTile>;
   k.gemm[int(GgmlType::Q5_K)] = run_tiles<Q5KTile>;
   k.gemm[int(GgmlType::Q6_K)] = run_tiles<Q6KTile>;
