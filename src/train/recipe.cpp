@@ -56,13 +56,14 @@ Recipe recipe_by_name(const std::string& name) {
     r.mix.countdown4_spawn = 0.15;
     r.mix.no_think = 0.05;
     r.mix.max_trace_lines_4 = 60;
-    // Half the traces fully verbose, the rest of any verbosity: at 0.75 (run 9), the stage-1
-    // model sampled one and the same trace per problem, so stage 2 had no shorter correct
-    // sample to prefer (1.07x shorter). The KL weight halved: at 0.1 the policy stayed too near
-    // the long-thinking start; checkpoint selection still guards accuracy.
+    // Half the traces fully verbose, the rest of any verbosity: at 0.75, run 7's stage-1 model
+    // sampled one and the same trace per problem, so stage 2 had no shorter correct sample to
+    // prefer (run 9: 1.07x shorter). The KL weight halved (run 9's 0.1 may also have held the
+    // length near the start); checkpoint selection still guards accuracy. Untested at full
+    // length: run 11's machine was too slow for the budget.
     r.mix.verbose_share = 0.5;
     r.grpo_kl = 0.05;
-    // Run 7's stage 1 (2 cores with AVX-512, 2,300 tokens/s); an AVX2 EPYC ran 1,000 tokens/s.
+    // Run 7's stage 1 (2 cores with AVX-512, 2,300 tokens/s); an AVX2 EPYC ran 1,100 tokens/s.
     r.sft_reference_steps = 1700;
     return r;
   }

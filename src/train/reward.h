@@ -14,8 +14,7 @@ namespace muse {
 // 18.5% -> 13%. Here only correct answers compete on length (as in Arora and Zanette's
 // efficient-reasoning reward), so the pressure to shorten grows with accuracy. A group with
 // fewer than `min_correct_share` of its samples correct gets no length reward at all (GRPO-λ):
-// where the model is mostly wrong, a shorter right answer is luck to learn correctness from
-// before brevity.
+// where the model is mostly wrong, its right answers should teach correctness, not brevity.
 std::vector<double> correct_length_rewards(const std::vector<int>& lengths,
                                            const std::vector<bool>& correct,
                                            double min_correct_share = 0);
