@@ -1094,13 +1094,8 @@ KernelSet make(const char* name) {
   k.weighted_rows = weighted_rows;
   k.softmax = softmax;
   k.swiglu = swiglu;
-#ifdef __AVX512F__
   k.quantize_block32 = quantize_block32;
   k.quantize_block256 = quantize_block256;
-#else
-  k.quantize_block32 = kernels_scalar::quantize_block32_row;
-  k.quantize_block256 = kernels_scalar::quantize_block256_row;
-#endif
   return k;
 }
 

@@ -3,12 +3,14 @@
 // first quantized to 8 bits (per 32 or per 256 values, as llama.cpp does), so the inner loops
 // are integer dot products.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "quant/types.h"
 #include "util/cpu.h"
+#include "util/fp16.h"
 
 namespace muse {
 
@@ -138,6 +140,14 @@ struct MatmulJob {
 };
 void matmul_jobs(const MatmulJob* jobs, int n_jobs, ThreadPool& pool);
 
+// What every per-32 quantizer does after a block's bytes are written: its scale (F16-rounded,
+// as Q8_0's), the sum of its values, and scale times sum.
+inline void finish_block32(int b, float scale, int sum, float* d, float* sa, int32_t* sum32) {
+  d[b] = fp16_to_float(float_to_fp16(scale));
+  sa[b] = d[b] * float(sum);
+  sum32[b] = sum;
+}
+
 // What every per-256 quantizer does after a block's bytes and sums per 16 are written: its
 // scale (0 for an all-zero block), sums per 32, and scale times sum per 32.
 inline void finish_block256(int b, float scale, float* d, const int16_t* sum16, float* sa,
@@ -147,6 +157,13 @@ inline void finish_block256(int b, float scale, float* d, const int16_t* sum16, 
     sum32[8 * b + g] = sum16[16 * b + 2 * g] + sum16[16 * b + 2 * g + 1];
     sa[8 * b + g] = scale * float(sum32[8 * b + g]);
   }
+}
+
+// An all-zero per-256 block: zero bytes, sums and scale.
+inline void zero_block256(int b, int8_t* q, float* d, int16_t* sum16, float* sa, int32_t* sum32) {
+  std::fill(q, q + QK_K, 0);
+  std::fill(sum16 + 16 * b, sum16 + 16 * b + 16, 0);
+  finish_block256(b, 0.0f, d, sum16, sa, sum32);
 }
 
 namespace kernels_scalar {

@@ -22,9 +22,7 @@ void quantize_block32_row(const float* x, int K, int8_t* q, float* d, float* sa,
       q[j] = int8_t(std::nearbyint(x[j] * inv));
       sum += q[j];
     }
-    d[b] = fp16_to_float(float_to_fp16(scale));
-    sa[b] = d[b] * float(sum);
-    sum32[b] = sum;
+    finish_block32(b, scale, sum, d, sa, sum32);
   }
 }
 
@@ -39,9 +37,7 @@ void quantize_block256_row(const float* x, int K, int8_t* q, float* d, int16_t* 
         max = x[j];
       }
     if (amax == 0) {
-      std::fill(q, q + QK_K, 0);
-      std::fill(sum16 + 16 * b, sum16 + 16 * b + 16, 0);
-      finish_block256(b, 0.0f, d, sum16, sa, sum32);
+      zero_block256(b, q, d, sum16, sa, sum32);
       continue;
     }
     const float iscale = -127.0f / max;
