@@ -1,7 +1,6 @@
 // SIMD activation quantization (included by matmul-inl.h inside its instruction-set
 // namespace, after float_ops-inl.h). Bit-identical to kernels_scalar's quantizers: the same
 // float products, rounded to nearest even by the vector conversion as nearbyint does.
-#include "util/fp16.h"
 
 namespace muse::MUSE_SIMD_NS {
 namespace {
