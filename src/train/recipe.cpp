@@ -368,14 +368,15 @@ class RecipeRun {
         if (step == 12) {
           progress_.note(fmt("sft: %d steps of ~%lld tokens fit %.0f minutes", total,
                              (long long)r_.sft_batch_tokens, r_.sft_minutes));
-          // Steps per unit of the recipe's time here, against the machine it was tuned on.
-          const double speed = total / (o_.time_scale * std::max(1, r_.sft_reference_steps));
-          if (r_.sft_reference_steps > 0 && speed < 0.8)
+          // The steps that fit against those the recipe was tuned with: a shortfall is a weaker
+          // model unless the budgets grow (a --time-scale already given counts).
+          const double share = double(total) / std::max(1, r_.sft_reference_steps);
+          if (r_.sft_reference_steps > 0 && share < 0.8)
             progress_.note(fmt(
-                "sft: this machine trains at %.0f%% of the speed the recipe was "
-                "tuned at (%d steps in %.0f minutes there): expect a weaker "
-                "model, or pass --time-scale %.1f",
-                100 * speed, r_.sft_reference_steps, r_.sft_minutes / o_.time_scale, 1 / speed));
+                "sft: %d of the %d steps the recipe was tuned with fit here (this machine "
+                "trains at %.0f%% of that one's speed): expect a weaker model, or pass "
+                "--time-scale %.1f",
+                total, r_.sft_reference_steps, 100 * share / o_.time_scale, o_.time_scale / share));
         }
       }
       std::vector<TokenizedExample> batch;
