@@ -1048,6 +1048,290 @@ void gemm_rows_float(const GemmTask& g) {
 }
 #endif
 
+#ifndef __AVX512F__
+// ---- packed kernels, AVX2: the packed layout's 16 rows as two halves of 8 int32 lanes ----
+// Half h of a 64-byte packed vector is its bytes 32h..32h+31: rows 8h..8h+7, 4 values each.
+// For one token both halves go together (the token's broadcasts serve both); for more, a half
+// at a time for two tokens (the second half finds the group's tiles in cache). Without
+// vpdpbusd, vpmaddubsw's int16 pair sums add up in int16 lanes as far as they cannot overflow
+// (|activation| <= 127; the bound is stated at each sum), then one vpmaddwd against the scales
+// (each row's scale in both int16 halves of its lane) makes the int32 sums: the integers of
+// the canonical arithmetic, so the same floats.
+constexpr int kHalfRows = 8;
+
+inline __m256i bcast4_avx2(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+inline __m256i bcast_pair16_avx2(const int16_t* p) {  // two consecutive int16 in every int32 lane
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+// 8 bytes (one per row of a half) -> 8 int32 lanes, each value in both of its int16 halves.
+inline __m256i u8_twice(const uint8_t* p) {
+  const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_or_si256(v, _mm256_slli_epi32(v, 16));
+}
+inline __m256i i8_lanes(const uint8_t* p) {
+  return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+// Two signed values per row, in the low and the high int16 half of its lane.
+inline __m256i i8_pair(const uint8_t* lo, const uint8_t* hi) {
+  return _mm256_or_si256(_mm256_and_si256(i8_lanes(lo), _mm256_set1_epi32(0xFFFF)),
+                         _mm256_slli_epi32(i8_lanes(hi), 16));
+}
+inline __m256 f16_half(const uint8_t* p) {  // 8 F16 -> 8 floats
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline void store_half(const GemmTask& g, int t, int64_t grp, int h, __m256 v) {
+  _mm256_storeu_ps(g.y + t * g.ldy + grp * kRowGroup + kHalfRows * h, v);
+}
+inline __m256i madd_ones(__m256i v) { return _mm256_madd_epi16(v, _mm256_set1_epi16(1)); }
+template <typename V, int NH, int NT>
+inline void fill(V (&a)[NH][NT], V v) {
+  for (int h = 0; h < NH; ++h)
+    for (int t = 0; t < NT; ++t) a[h][t] = v;
+}
+
+// Q4_K: halves [h0, h0 + NH) of group grp against tokens [t0, t0 + NT).
+template <int NH, int NT>
+void packed_q4k_group_avx2(const GemmTask& g, int64_t grp, int h0, int t0) {
+  const int nsb = g.K / QK_K;
+  constexpr size_t kTileBytes = kPackedQ4KTile;
+  const TokenTile<NT> tok(*g.a, t0);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const uint8_t* tiles = g.w + size_t(grp) * nsb * kTileBytes;
+  __m256 acc[NH][NT];
+  fill(acc, _mm256_setzero_ps());
+  for (int i = 0; i < nsb; ++i) {
+    const uint8_t* tile = tiles + size_t(i) * kTileBytes;
+    if (h0 == 0) prefetch_stream(tile, kTileBytes);
+    __m256i isum[NH][NT];
+    fill(isum, _mm256_setzero_si256());
+    for (int c = 0; c < 4; ++c) {
+      __m256i sa[NH][NT], sb[NH][NT];  // int16: 8 pair sums of u <= 15 times 127, <= 30480
+      fill(sa, _mm256_setzero_si256());
+      fill(sb, _mm256_setzero_si256());
+      for (int e = 0; e < 8; ++e) {
+        const int at = i * QK_K + 64 * c + 4 * e;
+        __m256i xa[NT], xb[NT];
+        for (int t = 0; t < NT; ++t) {
+          xa[t] = bcast4_avx2(tok.q[t] + at);
+          xb[t] = bcast4_avx2(tok.q[t] + at + 32);
+        }
+        for (int h = 0; h < NH; ++h) {
+          const __m256i v = load256(tile + 64 * (8 * c + e) + 32 * (h0 + h));
+          const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+          for (int t = 0; t < NT; ++t) {
+            sa[h][t] = _mm256_add_epi16(sa[h][t], _mm256_maddubs_epi16(lo, xa[t]));
+            sb[h][t] = _mm256_add_epi16(sb[h][t], _mm256_maddubs_epi16(hi, xb[t]));
+          }
+        }
+      }
+      for (int h = 0; h < NH; ++h) {
+        const int rows = kHalfRows * (h0 + h);
+        const __m256i sca = u8_twice(tile + 2048 + 16 * (2 * c) + rows), scb = u8_twice(tile + 2048 + 16 * (2 * c + 1) + rows);
+        for (int t = 0; t < NT; ++t)
+          isum[h][t] = _mm256_add_epi32(isum[h][t], _mm256_add_epi32(_mm256_madd_epi16(sa[h][t], sca), _mm256_madd_epi16(sb[h][t], scb)));
+      }
+    }
+    for (int h = 0; h < NH; ++h) {
+      const int rows = kHalfRows * (h0 + h);
+      __m256i msum[NT];  // sum_j mn_j * sum32_j, as mn_j * (sum16 + sum16)
+      for (int t = 0; t < NT; ++t) msum[t] = _mm256_setzero_si256();
+      for (int j = 0; j < 8; ++j) {
+        const __m256i m = u8_twice(tile + 2176 + 16 * j + rows);
+        for (int t = 0; t < NT; ++t)
+          msum[t] = _mm256_add_epi32(msum[t], _mm256_madd_epi16(m, bcast_pair16_avx2(tok.sum16[t] + 16 * i + 2 * j)));
+      }
+      const __m256 d = f16_half(tile + 2304 + 2 * rows), dmin = f16_half(tile + 2336 + 2 * rows);
+      for (int t = 0; t < NT; ++t) {
+        const __m256 da = _mm256_set1_ps(tok.d[t][i]);
+        acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h][t]), _mm256_mul_ps(d, da), acc[h][t]);
+        acc[h][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum[t]), _mm256_mul_ps(dmin, da), acc[h][t]);
+      }
+    }
+  }
+  for (int h = 0; h < NH; ++h)
+    for (int t = 0; t < NT; ++t) store_half(g, t0 + t, grp, h0 + h, acc[h][t]);
+}
+
+// Q6_K: as Q4_K's, with the high bits merged in and the -32 zero point through the sums per 16.
+template <int NH, int NT>
+void packed_q6k_group_avx2(const GemmTask& g, int64_t grp, int h0, int t0) {
+  const int nsb = g.K / QK_K;
+  constexpr size_t kTileBytes = kPackedQ6KTile;
+  const TokenTile<NT> tok(*g.a, t0);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+  auto high_bits = [&](__m256i qh, int k) {  // those of value group k, moved to bits 4 and 5
+    switch (k) {
+      case 0: return _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45);
+      case 1: return _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45);
+      case 2: return _mm256_and_si256(qh, bits45);
+      default: return _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45);
+    }
+  };
+  const uint8_t* tiles = g.w + size_t(grp) * nsb * kTileBytes;
+  __m256 acc[NH][NT];
+  fill(acc, _mm256_setzero_ps());
+  for (int i = 0; i < nsb; ++i) {
+    const uint8_t* tile = tiles + size_t(i) * kTileBytes;
+    if (h0 == 0) prefetch_stream(tile, kTileBytes);
+    __m256i isum[NH][NT];
+    fill(isum, _mm256_setzero_si256());
+    for (int c = 0; c < 4; ++c)
+      for (int q = 0; q < 2; ++q)      // groups 4c + q (half A) and 4c + 2 + q (half B)
+        for (int k2 = 0; k2 < 4; k2 += 2) {  // int16: 4 pair sums of u <= 63 times 127, <= 32004
+          __m256i sa[NH][NT], sb[NH][NT];
+          fill(sa, _mm256_setzero_si256());
+          fill(sb, _mm256_setzero_si256());
+          for (int k = k2; k < k2 + 2; ++k) {
+            const int e = 4 * q + k, at = i * QK_K + 64 * c + 4 * e;
+            __m256i xa[NT], xb[NT];
+            for (int t = 0; t < NT; ++t) {
+              xa[t] = bcast4_avx2(tok.q[t] + at);
+              xb[t] = bcast4_avx2(tok.q[t] + at + 32);
+            }
+            for (int h = 0; h < NH; ++h) {
+              const int half = 32 * (h0 + h);
+              const __m256i qha = load256(tile + 2048 + 64 * (4 * c + 2 * q) + half);
+              const __m256i qhb = load256(tile + 2048 + 64 * (4 * c + 2 * q + 1) + half);
+              const __m256i v = load256(tile + 64 * (8 * c + e) + half);
+              const __m256i ua = _mm256_or_si256(_mm256_and_si256(v, low4), high_bits(qha, k));
+              const __m256i ub = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), high_bits(qhb, k));
+              for (int t = 0; t < NT; ++t) {
+                sa[h][t] = _mm256_add_epi16(sa[h][t], _mm256_maddubs_epi16(ua, xa[t]));
+                sb[h][t] = _mm256_add_epi16(sb[h][t], _mm256_maddubs_epi16(ub, xb[t]));
+              }
+            }
+          }
+          for (int h = 0; h < NH; ++h) {
+            const int rows = kHalfRows * (h0 + h);
+            const uint8_t* sc = tile + 3072 + rows;
+            const __m256i sca = i8_pair(sc + 16 * (4 * c + q), sc + 16 * (4 * c + q));
+            const __m256i scb = i8_pair(sc + 16 * (4 * c + 2 + q), sc + 16 * (4 * c + 2 + q));
+            for (int t = 0; t < NT; ++t)
+              isum[h][t] = _mm256_add_epi32(isum[h][t], _mm256_add_epi32(_mm256_madd_epi16(sa[h][t], sca), _mm256_madd_epi16(sb[h][t], scb)));
+          }
+        }
+    for (int h = 0; h < NH; ++h) {
+      const int rows = kHalfRows * (h0 + h);
+      const uint8_t* sc = tile + 3072 + rows;
+      __m256i off[NT];  // 32 * sum_g sc_g * sum16_g comes off; scales paired per int32 lane
+      for (int t = 0; t < NT; ++t) off[t] = _mm256_setzero_si256();
+      for (int j = 0; j < 8; ++j) {
+        const __m256i pair = i8_pair(sc + 16 * (2 * j), sc + 16 * (2 * j + 1));
+        for (int t = 0; t < NT; ++t)
+          off[t] = _mm256_add_epi32(off[t], _mm256_madd_epi16(pair, bcast_pair16_avx2(tok.sum16[t] + 16 * i + 2 * j)));
+      }
+      const __m256 d = f16_half(tile + 3328 + 2 * rows);
+      for (int t = 0; t < NT; ++t) {
+        const __m256i s = _mm256_sub_epi32(isum[h][t], _mm256_slli_epi32(off[t], 5));
+        acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, _mm256_set1_ps(tok.d[t][i])), acc[h][t]);
+      }
+    }
+  }
+  for (int h = 0; h < NH; ++h)
+    for (int t = 0; t < NT; ++t) store_half(g, t0 + t, grp, h0 + h, acc[h][t]);
+}
+
+// Q4_0, Q5_0 and Q8_0: one tile per block of 32, four accumulator chains per row and token.
+// Q8_0's bytes q + 128 go back to q, |q| times the activations with q's signs (vpmaddubsw
+// cannot take u up to 255): the same integer as u * a less 128 times the activations' sum.
+template <GgmlType kType, int NH, int NT>
+void packed_block32_group_avx2(const GemmTask& g, int64_t grp, int h0, int t0) {
+  const int nb = g.K / QK;
+  const size_t tile_bytes = packed_tile_bytes(kType);
+  constexpr int zero = kType == GgmlType::Q4_0 ? 8 : kType == GgmlType::Q5_0 ? 16 : 0;
+  const TokenTile<NT> tok(*g.a, t0);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const uint8_t* tiles = g.w + size_t(grp) * nb * tile_bytes;
+  __m256 chains[NH][NT][4];
+  for (int h = 0; h < NH; ++h)
+    for (int t = 0; t < NT; ++t)
+      for (int c = 0; c < 4; ++c) chains[h][t][c] = _mm256_setzero_ps();
+  for (int b = 0; b < nb; ++b) {
+    const uint8_t* tile = tiles + size_t(b) * tile_bytes;
+    if (h0 == 0) prefetch_stream(tile, tile_bytes);
+    __m256i s[NH][NT];
+    for (int h = 0; h < NH; ++h)
+      for (int t = 0; t < NT; ++t) s[h][t] = _mm256_set1_epi32(-zero * tok.sum32[t][b]);
+    // Q4_0: int16 sums of 8 pairs of u <= 15 (<= 30480); Q5_0 of 4 pairs of u <= 31 (<= 31496).
+    constexpr int kRun = kType == GgmlType::Q4_0 ? 8 : kType == GgmlType::Q5_0 ? 4 : 1;
+    for (int e0 = 0; e0 < 8; e0 += kRun) {
+      __m256i p[NH][NT];
+      fill(p, _mm256_setzero_si256());
+      for (int e = e0; e < e0 + kRun; ++e) {
+        __m256i x[NT];
+        for (int t = 0; t < NT; ++t) x[t] = bcast4_avx2(tok.q[t] + b * QK + 4 * e);
+        for (int h = 0; h < NH; ++h) {
+          const int half = 32 * (h0 + h);
+          if constexpr (kType == GgmlType::Q8_0) {
+            const __m256i q = _mm256_xor_si256(load256(tile + 64 * e + half), _mm256_set1_epi8(char(0x80)));
+            const __m256i u = _mm256_sign_epi8(q, q);  // |q| <= 128: pair sums <= 32512
+            for (int t = 0; t < NT; ++t) p[h][t] = _mm256_maddubs_epi16(u, _mm256_sign_epi8(x[t], q));
+          } else {
+            const __m256i v = load256(tile + 64 * (e % 4) + half);
+            __m256i u = _mm256_and_si256(e < 4 ? v : _mm256_srli_epi16(v, 4), low4);
+            if constexpr (kType == GgmlType::Q5_0) u = _mm256_or_si256(u, fifth_bits(tile + 256 + 8 * e + 4 * (h0 + h)));
+            for (int t = 0; t < NT; ++t) p[h][t] = _mm256_add_epi16(p[h][t], _mm256_maddubs_epi16(u, x[t]));
+          }
+        }
+      }
+      for (int h = 0; h < NH; ++h)
+        for (int t = 0; t < NT; ++t) s[h][t] = _mm256_add_epi32(s[h][t], madd_ones(p[h][t]));
+    }
+    for (int h = 0; h < NH; ++h) {
+      const __m256 d = f16_half(tile + tile_bytes - 32 + 2 * kHalfRows * (h0 + h));
+      for (int t = 0; t < NT; ++t) {
+        __m256& c = chains[h][t][b % 4];
+        c = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[h][t]), _mm256_mul_ps(d, _mm256_set1_ps(tok.d[t][b])), c);
+      }
+    }
+  }
+  for (int h = 0; h < NH; ++h)
+    for (int t = 0; t < NT; ++t)
+      store_half(g, t0 + t, grp, h0 + h,
+                 _mm256_add_ps(_mm256_add_ps(chains[h][t][0], chains[h][t][1]), _mm256_add_ps(chains[h][t][2], chains[h][t][3])));
+}
+
+// A tile of NT tokens over the task's groups: one token with both halves at once, more in
+// pairs of tokens a half at a time.
+template <template <int, int> class Group, int NT>
+void packed_tile_avx2(const GemmTask& g, int t0) {
+  for (int64_t grp = g.r0 / kRowGroup; grp < g.r1 / kRowGroup; ++grp) {
+    if constexpr (NT == 1) {
+      Group<2, 1>::run(g, grp, 0, t0);
+    } else {
+      for (int h = 0; h < 2; ++h) {
+        for (int t = 0; t + 2 <= NT; t += 2) Group<1, 2>::run(g, grp, h, t0 + t);
+        if constexpr (NT % 2) Group<1, 1>::run(g, grp, h, t0 + NT - 1);
+      }
+    }
+  }
+}
+template <int NH, int NT> struct PackedQ4KGroup {
+  static void run(const GemmTask& g, int64_t grp, int h0, int t0) { packed_q4k_group_avx2<NH, NT>(g, grp, h0, t0); }
+};
+template <int NH, int NT> struct PackedQ6KGroup {
+  static void run(const GemmTask& g, int64_t grp, int h0, int t0) { packed_q6k_group_avx2<NH, NT>(g, grp, h0, t0); }
+};
+template <GgmlType kType> struct PackedBlock32Group {
+  template <int NH, int NT> struct G {
+    static void run(const GemmTask& g, int64_t grp, int h0, int t0) { packed_block32_group_avx2<kType, NH, NT>(g, grp, h0, t0); }
+  };
+};
+template <int NT> struct PackedQ4KTile { static void run(const GemmTask& g, int t0) { packed_tile_avx2<PackedQ4KGroup, NT>(g, t0); } };
+template <int NT> struct PackedQ6KTile { static void run(const GemmTask& g, int t0) { packed_tile_avx2<PackedQ6KGroup, NT>(g, t0); } };
+template <GgmlType kType> struct PackedBlock32Tile {
+  template <int NT> struct T {
+    static void run(const GemmTask& g, int t0) { packed_tile_avx2<PackedBlock32Group<kType>::template G, NT>(g, t0); }
+  };
+};
+#endif
+
 }  // namespace
 }  // namespace muse::MUSE_SIMD_NS
 
@@ -1083,12 +1367,12 @@ KernelSet make(const char* name) {
   k.gemm_rows[int(GgmlType::Q4_K)] = gemm_rows<GgmlType::Q4_K>;
   k.gemm_rows[int(GgmlType::Q5_K)] = gemm_rows<GgmlType::Q5_K>;
   k.gemm_rows[int(GgmlType::Q6_K)] = gemm_rows<GgmlType::Q6_K>;
+#endif
   k.gemm_packed[int(GgmlType::Q4_K)] = run_tiles<PackedQ4KTile>;
   k.gemm_packed[int(GgmlType::Q6_K)] = run_tiles<PackedQ6KTile>;
   k.gemm_packed[int(GgmlType::Q4_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q4_0>::T>;
   k.gemm_packed[int(GgmlType::Q5_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q5_0>::T>;
   k.gemm_packed[int(GgmlType::Q8_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q8_0>::T>;
-#endif
   k.f16_to_f32 = f16_to_f32;
   k.dot_rows = dot_rows;
   k.weighted_rows = weighted_rows;

@@ -3,6 +3,7 @@
 // 4 or 6 bits per value. A decode step then advances 16 dot products per vpdpbusd with no
 // horizontal sums and no per-step unpacking into bytes, and reads about as many bytes as the
 // GGUF layout (Q4_K: 2368 bytes per 16 x 256 values against 2304; Q6_K: the same 3360).
+// AVX2 reads each 64-byte vector as two halves of 8 rows (32-byte vectors, vpmaddubsw).
 //
 // Layout of one tile (16 rows x one 256-value super-block); tiles go super-block after
 // super-block within a group, groups one after another. Values are the unsigned u of the
