@@ -394,11 +394,10 @@ std::string solve_arithmetic(const std::string& text, std::string* answer,
     if (!v) fail("internal: generated expression \"", text, "\" is not exact");
     std::string chain = style.place_value_steps ? place_value_chain(n.op, a, b) : "";
     if (!chain.empty() && !draws.keep_optional()) chain.clear();
-    out += "Step " + std::to_string(step) + ": " +
-           (chain.empty() ? std::to_string(a) + " " + n.op + " " + std::to_string(b) + " = " +
-                                std::to_string(*v)
-                          : chain) +
-           ".\n";
+    const std::string plain =
+        std::to_string(a) + " " + n.op + " " + std::to_string(b) + " = " + std::to_string(*v);
+    out += "Step " + std::to_string(step) + ": " + (chain.empty() ? plain : chain) + ".\n";
+    if (style.recheck_results && draws.keep_optional()) out += "Check: " + plain + ".\n";
     n = {0, *v, -1, -1};
     if (e.nodes[e.root].op && draws.keep_optional())
       out += "The expression is now " + render(e, e.root) + ".\n";
@@ -498,6 +497,13 @@ class CountdownSolver {
         log(depth, "Try " + step + ": not " + target + ".");
       else
         log(depth, "Try " + step + ", leaving " + list_values(next) + ".");
+      if (draws_.style().recheck_results) {
+        const std::string result = std::to_string(m.result);
+        log(depth,
+            "Check: " + step + ", and " + result +
+                (hit ? " is the target." : " is not " + target + "."),
+            true);
+      }
       path_.push_back(step);
       if (dfs(std::move(next), depth + 1)) return true;
       path_.pop_back();

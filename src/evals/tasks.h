@@ -43,6 +43,10 @@ struct TraceStyle {
   // ("Try 14 + 2 = 16, target 14: no."), so the decision is a comparison of two adjacent numbers
   // (a small model trained on "Try 14 + 2 = 16: not 14." wrote "not" without looking).
   bool compare_to_target = false;
+  // An optional re-check after each Countdown try ("Check: 8 + 3 = 11, and 11 is not 24.") and
+  // each arithmetic step ("Check: 14 + 97 = 111."): text a solver can drop without changing its
+  // search, as long reasoning models re-verify what they just wrote.
+  bool recheck_results = false;
   uint64_t seed = 0;  // for verbosity and shuffling
 };
 

@@ -45,11 +45,10 @@ Recipe recipe_by_name(const std::string& name) {
     // Countdown-4 two ways: a share solved by the single agent (run 7's only ever saw it with
     // sub-agents, so without them it had no baseline to be compared with), in traces of at most
     // 60 lines as Countdown-3's (hits stay as frequent as there); and with sub-agents in a
-    // context of 1,536 tokens, where a child's exhaustive search fits after the parent's ~250
-    // tokens (in 1,024, run 7's were cut off, and their training texts dropped). Countdown-3
-    // keeps run 7's share: with 35% and a 2,048-token context (fewer steps), run 10 never
-    // learned to call a hit "yes".
-    r.shape.n_ctx = 1536;
+    // context of at least 1,536 tokens (below), where a child's exhaustive search fits after the
+    // parent's ~250 tokens (in 1,024, run 7's were cut off, and their training texts dropped).
+    // Countdown-3 keeps run 7's share: with 35% and a 2,048-token context (fewer steps), run 10
+    // never learned to call a hit "yes".
     r.mix.arithmetic = 0.25;
     r.mix.countdown3 = 0.5;
     r.mix.countdown4 = 0.05;
@@ -68,6 +67,20 @@ Recipe recipe_by_name(const std::string& name) {
     // length stayed at 250 tokens at full weight. Two correct samples are enough to rank.
     // (Run 14 ran this for 82 updates only: too few to tell.)
     r.length_min_correct = 0.25;
+    // Run 14 counted what the traces allow: without redundant lines but with every move they
+    // are only 1.42x shorter, so the 2x target would need guessed moves. Re-checks double the
+    // safely droppable text.
+    r.mix.recheck_results = true;
+    // Shorter traces that skip dead ends taught guessing (run 6: 2x shorter, 3 points less
+    // accurate); now every terse trace still searches everything, only says less.
+    r.mix.skip_dead_ends = false;
+    // Fully verbose Countdown-3 traces with re-checks average 790 tokens (2% above 1,900), so
+    // the context, the evaluation's and the rollouts' limits grow: a stage-1 model cut off
+    // would look less accurate than it is, and rollouts cut off at 640 would reward shortness
+    // through correctness. 1,024 fits every trace without redundant lines (at most 982).
+    r.shape.n_ctx = 2048;
+    r.eval_max_tokens = 2048;
+    r.grpo_max_tokens = 1024;
     // Run 7's stage 1 (2 cores with AVX-512, 2,300 tokens/s); an AVX2 EPYC ran 1,100 tokens/s.
     r.sft_reference_steps = 1700;
     return r;

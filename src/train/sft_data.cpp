@@ -54,15 +54,17 @@ bool ends_with(std::string_view s, std::string_view p) {
 }
 
 // A training trace's style: mix.verbose_share fully verbose (the "think long" model SFT makes),
-// the rest anywhere between terse and verbose, terse ones skipping Countdown dead ends and
-// arithmetic place-value chains too; every Countdown try writes the target beside its result.
+// the rest anywhere between terse and verbose, terse ones skipping arithmetic place-value chains
+// and re-checks (mix.recheck_results) too, and Countdown dead ends (mix.skip_dead_ends); every
+// Countdown try writes the target beside its result.
 TraceStyle training_style(Draws& d, const SftMix& mix) {
   TraceStyle style;
   style.max_shown_lines = 0;
   style.shuffle_moves = mix.shuffle_countdown;
   style.place_value_steps = true;
-  style.optional_dead_ends = true;
+  style.optional_dead_ends = mix.skip_dead_ends;
   style.compare_to_target = true;
+  style.recheck_results = mix.recheck_results;
   style.verbosity = d.unit() < mix.verbose_share ? 1.0 : d.unit();
   style.seed = d.next();
   return style;
@@ -110,10 +112,12 @@ EvalItem countdown_item(const SftMix& mix, Draws& d, const TraceStyle& style, in
     EvalItem item = generate_countdown(1, d.next(), numbers, mix.numbers)[0];
     TraceStyle verbose = style;
     verbose.verbosity = 1;
+    verbose.recheck_results = false;  // the same problems with re-checks or without
     std::string trace;
     std::string answer = solve_countdown(item.numbers, item.target, &trace, verbose);
     if (count_lines(trace) > max_lines) continue;
-    if (style.verbosity < 1) answer = solve_countdown(item.numbers, item.target, &trace, style);
+    if (style.verbosity < 1 || style.recheck_results)
+      answer = solve_countdown(item.numbers, item.target, &trace, style);
     if (!check_answer(item, answer)) fail("internal: the Countdown solver missed ", item.id);
     item.answer = answer;
     item.solution = trace;
@@ -281,8 +285,9 @@ std::vector<TrainingText> sft_spawn_example(uint64_t seed, uint64_t index, int m
     std::string results;
     for (const SubTask& t : tasks) {
       std::string trace;
-      const std::string answer =
-          solve_countdown(t.values, item.target, &trace, training_style(d, mix));
+      TraceStyle style = training_style(d, mix);
+      style.recheck_results = false;
+      const std::string answer = solve_countdown(t.values, item.target, &trace, style);
       std::string result = SpawnMarkup().no_answer;  // what a branch that found nothing returns
       std::string thinking = thinking_of(trace);
       if (!answer.empty()) {

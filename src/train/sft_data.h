@@ -52,6 +52,15 @@ struct SftMix {  // fractions, normalised
   // verbosity uniformly in [0, 1]. Stage 2 can only prefer shorter traces that the model samples:
   // at 0.75 a nano model sampled the same trace for a problem 8 times in 8 at T = 1.
   double verbose_share = 0.75;
+  // Single-agent traces re-check each Countdown try and arithmetic step on an optional line
+  // (TraceStyle::recheck_results), so that the think-long model writes about as much text it
+  // can safely drop as search: without it, only 1.42x of its reasoning could go without
+  // guessing which moves are dead ends. Sub-agents' traces stay without, to fit their context.
+  bool recheck_results = false;
+  // Traces below full verbosity also skip Countdown moves that lead nowhere (each kept with the
+  // trace's verbosity), as a solver that knew the way would: shorter, but a model that learns
+  // them learns to guess which moves to leave out.
+  bool skip_dead_ends = true;
 };
 
 // The index-th training text of the stream for `seed`, independent of every other index:
@@ -61,8 +70,9 @@ struct SftMix {  // fractions, normalised
 //  - Countdown-4 with sub-agents: one of sft_spawn_example's texts (the parent half the time).
 // Traces: mix.verbose_share of them fully verbose (verbosity 1), the others a verbosity drawn
 // uniformly in [0, 1], which also keeps each Countdown dead end with that
-// probability; Countdown moves shuffled or not (mix.shuffle_countdown), no cap on the lines shown;
-// arithmetic steps with optional place-value chains; decisions weighted by mix.decision_weight.
+// probability (mix.skip_dead_ends) and each re-check (mix.recheck_results); Countdown moves
+// shuffled or not (mix.shuffle_countdown), no cap on the lines shown; arithmetic steps with
+// optional place-value chains; decisions weighted by mix.decision_weight.
 TrainingText sft_example(const SftMix& mix, uint64_t seed, uint64_t index);
 
 // A Countdown-4 problem solved with sub-agents (MarkupProtocol's native markup). The parent thinks

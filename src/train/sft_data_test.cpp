@@ -254,6 +254,39 @@ TEST(SftData, TraceVerbosityVariesWithinTheMix) {
   EXPECT_LT(at_half, n * 0.85);
 }
 
+// With recheck_results, a fully verbose single-agent trace re-checks every Countdown try and
+// arithmetic step; sub-agents' traces never do.
+TEST(SftData, FullyVerboseTracesRecheckEveryStepWhenTheMixSaysSo) {
+  SftMix mix;
+  mix.countdown4 = 0.1;
+  mix.no_think = 0;
+  mix.verbose_share = 1;
+  mix.recheck_results = true;
+  int single = 0, spawned = 0;
+  for (uint64_t i = 0; i < 60; ++i) {
+    const std::string text = joined_text(sft_example(mix, 9, i));
+    const bool spawn =
+        text.find("<spawn>") != std::string::npos || text.find("<task>") != std::string::npos;
+    size_t lines = 0, checks = 0;
+    for (const std::string& line : lines_of(text)) {
+      lines += line.find("Try ") != std::string::npos || line.rfind("Step ", 0) == 0;
+      checks += line.find("Check: ") != std::string::npos;
+    }
+    if (spawn) {
+      EXPECT_EQ(checks, 0u) << text;
+      ++spawned;
+    } else {
+      EXPECT_EQ(checks, lines) << text;
+      single += lines > 0;
+    }
+  }
+  EXPECT_GT(single, 30);
+  EXPECT_GT(spawned, 5);
+  mix.recheck_results = false;
+  for (uint64_t i = 0; i < 20; ++i)
+    EXPECT_EQ(joined_text(sft_example(mix, 9, i)).find("Check: "), std::string::npos);
+}
+
 // With shuffle_countdown off, every Countdown-3 search tries its first moves in the solver's
 // fixed order (terse traces leave some out); with it on, most searches of two or more first
 // moves do not.
@@ -453,6 +486,68 @@ TEST(SftTraceStyle, EveryTryComparesItsResultWithTheTarget) {
   }
   EXPECT_GE(hits, 20);
   EXPECT_GT(misses, 100);
+}
+
+// recheck_results: each Countdown try and arithmetic step is followed by a "Check:" line that
+// repeats it (a try's with the same decision); without those lines the trace is exactly the one
+// written without re-checks, so a model can leave them out and search the same way. Terse traces
+// have none.
+TEST(SftTraceStyle, RechecksCanBeLeftOutWithoutChangingTheRest) {
+  auto without_checks = [](const std::string& trace) {
+    std::string out;
+    for (const std::string& line : lines_of(trace))
+      if (line.find("Check: ") == std::string::npos) out += line + "\n";
+    return out;
+  };
+  int checks = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    const EvalItem item = generate_countdown(1, seed, seed % 2 ? 3 : 4, TaskNumbers::small())[0];
+    TraceStyle plain;
+    plain.max_shown_lines = 0;
+    plain.compare_to_target = true;
+    TraceStyle rechecked = plain, terse = plain;
+    rechecked.recheck_results = true;
+    terse.recheck_results = true;
+    terse.verbosity = 0;
+    std::string tp, tr, tt;
+    const std::string answer = solve_countdown(item.numbers, item.target, &tp, plain);
+    EXPECT_EQ(solve_countdown(item.numbers, item.target, &tr, rechecked), answer);
+    EXPECT_EQ(without_checks(tr), without_checks(tp));
+    solve_countdown(item.numbers, item.target, &tt, terse);
+    EXPECT_EQ(tt.find("Check: "), std::string::npos) << tt;
+    const std::vector<std::string> lines = lines_of(tr);
+    const std::string target = std::to_string(item.target);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      const size_t at = lines[i].find("Try ");
+      if (at == std::string::npos) continue;
+      ASSERT_LT(i + 1, lines.size());
+      const std::string step = between(lines[i], "Try ", ", target ");
+      const std::string result = step.substr(step.rfind(' ') + 1);
+      EXPECT_EQ(lines[i + 1],
+                std::string(at, ' ') + "Check: " + step + ", and " + result +
+                    (result == target ? " is the target." : " is not " + target + "."));
+      ++checks;
+    }
+  }
+  EXPECT_GT(checks, 100);
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    TraceStyle plain;
+    plain.place_value_steps = true;
+    TraceStyle rechecked = plain;
+    rechecked.recheck_results = true;
+    const EvalItem a = generate_arithmetic(1, seed, 3, plain, TaskNumbers::small())[0];
+    const EvalItem b = generate_arithmetic(1, seed, 3, rechecked, TaskNumbers::small())[0];
+    EXPECT_EQ(b.answer, a.answer);
+    EXPECT_EQ(without_checks(b.solution), without_checks(a.solution));
+    const std::vector<std::string> lines = lines_of(b.solution);
+    for (size_t i = 0; i + 1 < lines.size(); ++i) {
+      if (lines[i].rfind("Step ", 0) != 0) continue;
+      // "Step k: 14 + 97 = 14 + 90 + 7 = 104 + 7 = 111." is checked as "Check: 14 + 97 = 111."
+      const std::string step = between(lines[i], ": ", ".");
+      const std::string first = step.substr(0, step.find(" = "));
+      EXPECT_EQ(lines[i + 1], "Check: " + first + " = " + step.substr(step.rfind(' ') + 1) + ".");
+    }
+  }
 }
 
 // weigh_decisions splits out exactly the words after "target T:" in target pieces, weighted; the
