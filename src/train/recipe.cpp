@@ -71,6 +71,11 @@ Recipe recipe_by_name(const std::string& name) {
     // are only 1.42x shorter, so the 2x target would need guessed moves. Re-checks double the
     // safely droppable text.
     r.mix.recheck_results = true;
+    // But not in the fully verbose Countdown searches: with a check after every try there, run
+    // 16's stage 1 (as long as run 15's) lost the hit decision ("Try 8 * 7 = 56, target 56: no")
+    // and solved 27% of held-out Countdown-3 problems at 1,262 reasoning tokens; run 15, whose
+    // verbose searches had none, 64% at 515. That leaves about 1.5x to drop without guessing.
+    r.mix.recheck_verbose_countdown = false;
     // Shorter traces that skip dead ends taught guessing (run 6: 2x shorter, 3 points less
     // accurate); now every terse trace still searches everything, only says less.
     r.mix.skip_dead_ends = false;

@@ -103,10 +103,11 @@ EvalItem arithmetic_item(const SftMix& mix, Draws& d, const TraceStyle& style) {
   return generate_arithmetic(1, d.next(), steps, style, mix.numbers)[0];
 }
 
-// A Countdown item of `numbers` numbers whose solution is `style`'s trace, drawn until its fully
-// verbose trace (the same search with every line and move shown) fits the mix's line limit, so
-// the problems do not depend on the verbosity.
-EvalItem countdown_item(const SftMix& mix, Draws& d, const TraceStyle& style, int numbers) {
+// A Countdown item of `numbers` numbers whose solution is `style`'s trace (re-checked as the mix
+// says), drawn until its fully verbose trace (the same search with every line and move shown)
+// fits the mix's line limit, so the problems do not depend on the verbosity.
+EvalItem countdown_item(const SftMix& mix, Draws& d, TraceStyle style, int numbers) {
+  if (style.verbosity >= 1 && !mix.recheck_verbose_countdown) style.recheck_results = false;
   const int max_lines = numbers == 3 ? mix.max_trace_lines : mix.max_trace_lines_4;
   for (int attempt = 0; attempt < kMaxRedraws; ++attempt) {
     EvalItem item = generate_countdown(1, d.next(), numbers, mix.numbers)[0];

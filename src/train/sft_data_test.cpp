@@ -282,6 +282,28 @@ TEST(SftData, FullyVerboseTracesRecheckEveryStepWhenTheMixSaysSo) {
   }
   EXPECT_GT(single, 30);
   EXPECT_GT(spawned, 5);
+  // Without them in the fully verbose Countdown searches: arithmetic still re-checks every step.
+  mix.recheck_verbose_countdown = false;
+  int arithmetic = 0, countdown = 0;
+  for (uint64_t i = 0; i < 60; ++i) {
+    const std::string text = joined_text(sft_example(mix, 9, i));
+    size_t steps = 0, checks = 0;
+    bool tries = false;
+    for (const std::string& line : lines_of(text)) {
+      steps += line.rfind("Step ", 0) == 0;
+      tries = tries || line.find("Try ") != std::string::npos;
+      checks += line.find("Check: ") != std::string::npos;
+    }
+    if (tries) {
+      EXPECT_EQ(checks, 0u) << text;
+      ++countdown;
+    } else if (steps > 0) {
+      EXPECT_EQ(checks, steps) << text;
+      ++arithmetic;
+    }
+  }
+  EXPECT_GT(countdown, 20);
+  EXPECT_GT(arithmetic, 5);
   mix.recheck_results = false;
   for (uint64_t i = 0; i < 20; ++i)
     EXPECT_EQ(joined_text(sft_example(mix, 9, i)).find("Check: "), std::string::npos);
