@@ -262,43 +262,45 @@ TEST(SftData, FullyVerboseTracesRecheckEveryStepWhenTheMixSaysSo) {
   mix.no_think = 0;
   mix.verbose_share = 1;
   mix.recheck_results = true;
+  struct Counts {
+    bool spawn = false;
+    size_t tries = 0, steps = 0, checks = 0;
+  };
+  auto counts = [&](uint64_t i) {
+    const std::string text = joined_text(sft_example(mix, 9, i));
+    Counts c;
+    c.spawn = text.find("<spawn>") != std::string::npos || text.find("<task>") != std::string::npos;
+    for (const std::string& line : lines_of(text)) {
+      c.tries += line.find("Try ") != std::string::npos;
+      c.steps += line.rfind("Step ", 0) == 0;
+      c.checks += line.find("Check: ") != std::string::npos;
+    }
+    return c;
+  };
   int single = 0, spawned = 0;
   for (uint64_t i = 0; i < 60; ++i) {
-    const std::string text = joined_text(sft_example(mix, 9, i));
-    const bool spawn =
-        text.find("<spawn>") != std::string::npos || text.find("<task>") != std::string::npos;
-    size_t lines = 0, checks = 0;
-    for (const std::string& line : lines_of(text)) {
-      lines += line.find("Try ") != std::string::npos || line.rfind("Step ", 0) == 0;
-      checks += line.find("Check: ") != std::string::npos;
-    }
-    if (spawn) {
-      EXPECT_EQ(checks, 0u) << text;
+    const Counts c = counts(i);
+    if (c.spawn) {
+      EXPECT_EQ(c.checks, 0u) << i;
       ++spawned;
     } else {
-      EXPECT_EQ(checks, lines) << text;
-      single += lines > 0;
+      EXPECT_EQ(c.checks, c.tries + c.steps) << i;
+      single += c.tries + c.steps > 0;
     }
   }
   EXPECT_GT(single, 30);
   EXPECT_GT(spawned, 5);
   // Without them in the fully verbose Countdown searches: arithmetic still re-checks every step.
   mix.recheck_verbose_countdown = false;
-  int arithmetic = 0, countdown = 0;
+  int countdown = 0, arithmetic = 0;
   for (uint64_t i = 0; i < 60; ++i) {
-    const std::string text = joined_text(sft_example(mix, 9, i));
-    size_t steps = 0, checks = 0;
-    bool tries = false;
-    for (const std::string& line : lines_of(text)) {
-      steps += line.rfind("Step ", 0) == 0;
-      tries = tries || line.find("Try ") != std::string::npos;
-      checks += line.find("Check: ") != std::string::npos;
-    }
-    if (tries) {
-      EXPECT_EQ(checks, 0u) << text;
+    const Counts c = counts(i);
+    if (c.spawn) continue;
+    if (c.tries > 0) {
+      EXPECT_EQ(c.checks, 0u) << i;
       ++countdown;
-    } else if (steps > 0) {
-      EXPECT_EQ(checks, steps) << text;
+    } else if (c.steps > 0) {
+      EXPECT_EQ(c.checks, c.steps) << i;
       ++arithmetic;
     }
   }
