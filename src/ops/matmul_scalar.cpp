@@ -129,8 +129,11 @@ void gemm_float(const GemmTask& g, GgmlType type) {
 
 template <GgmlType kType>
 void gemm(const GemmTask& g) {
-  if constexpr (kType == GgmlType::F32 || kType == GgmlType::F16 || kType == GgmlType::BF16) gemm_float(g, kType);
-  else gemm_quantized(g, kType);
+  if constexpr (is_float_type(kType)) {
+    gemm_float(g, kType);
+  } else {
+    gemm_quantized(g, kType);
+  }
 }
 
 void f16_to_f32(const uint16_t* x, float* y, int n) {

@@ -48,7 +48,8 @@ TEST_P(Kernels, MatchFloat64ReferenceOnRandomData) {
   for (int r = 0; r < rows; ++r)
     dequantize_row(type, w.data() + r * row_bytes(type, K), &wd[size_t(r) * K], K);
 
-  for (int T : {1, 2, 4, 5, 7, 9, 19}) {  // every tile width (and both reduction paths) of the kernels
+  // Every tile width (and both reduction paths) of the kernels.
+  for (int T : {1, 2, 4, 5, 7, 9, 19, 27}) {
     const std::vector<float> x = random_normal(size_t(T) * K, 100 + T);
     QuantizedActs acts;
     quantize_acts(x.data(), K, T, K, act_format(type), acts);
@@ -144,6 +145,67 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) {
       return std::string(type_name(info.param.type)) + "_K" + std::to_string(info.param.K);
     });
+
+// A token's result for a row is the same bit for bit whatever other tokens and rows share the
+// call (a sequence decoded in a batch must match it decoded alone): each kernel over 27 tokens
+// and all rows against one token at a time over 5 rows at a time (so no 16-row block forms),
+// and each packed kernel likewise over whole groups; float weights (K not a multiple of the
+// vector width included) and one of each quantized kind.
+TEST(Kernels, TokenResultsDoNotDependOnTheBatch) {
+  const int rows = 48;
+  for (const auto& [type, K] : {std::pair{GgmlType::F32, 100},
+                                {GgmlType::F16, 259},
+                                {GgmlType::BF16, 64},
+                                {GgmlType::Q8_0, 96},
+                                {GgmlType::Q4_K, 256}}) {
+    const std::vector<float> wf = random_normal(size_t(rows) * K, 5);
+    const size_t rb = row_bytes(type, K);
+    std::vector<uint8_t> w(rb * rows), packed;
+    for (int r = 0; r < rows; ++r) quantize_row(type, &wf[size_t(r) * K], &w[r * rb], K);
+    if (packable(type, K)) {
+      packed.resize(packed_bytes(type, rows, K));
+      pack_groups(type, w.data(), K, 0, rows / kRowGroup, packed.data());
+    }
+    const int T = 27;
+    const std::vector<float> x = random_normal(size_t(T) * K, 6);
+    QuantizedActs acts;
+    quantize_acts(x.data(), K, T, K, act_format(type), acts);
+    for (SimdLevel level : available_levels()) {
+      const KernelSet& ks = kernels_for(level);
+      for (const bool use_packed : {false, true}) {
+        const GemmKernel kernel = use_packed
+                                      ? (packed.empty() ? nullptr : ks.gemm_packed[int(type)])
+                                      : ks.gemm[int(type)];
+        if (!kernel) continue;
+        std::vector<float> together(size_t(T) * rows), alone(size_t(T) * rows);
+        GemmTask g;
+        g.w = use_packed ? packed.data() : w.data();
+        g.w_row_bytes = rb;
+        g.K = K;
+        g.a = &acts;
+        g.ldy = rows;
+        g.r0 = 0;
+        g.r1 = rows;
+        g.t0 = 0;
+        g.t1 = T;
+        g.y = together.data();
+        kernel(g);
+        g.y = alone.data();
+        const int row_step = use_packed ? kRowGroup : 5;
+        for (int t = 0; t < T; ++t)
+          for (int r = 0; r < rows; r += row_step) {
+            g.t0 = t;
+            g.t1 = t + 1;
+            g.r0 = r;
+            g.r1 = std::min(rows, r + row_step);
+            kernel(g);
+          }
+        EXPECT_EQ(together, alone)
+            << type_name(type) << " " << ks.name << (use_packed ? " packed" : "");
+      }
+    }
+  }
+}
 
 // Activation quantization: each value is within half a step of its original (the stored
 // scale is rounded to fp16 for the 32-blocks, which moves the grid by at most 2^-11 of it).

@@ -60,6 +60,11 @@ inline void k_scale_min(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
   }
 }
 
+// Unquantized weights (F32, F16, BF16): multiplied with float activations.
+constexpr bool is_float_type(GgmlType type) {
+  return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16;
+}
+
 // Plain scalar conversions: the reference every SIMD kernel is tested against.
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
