@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "ops/packed_weights.h"
+#include "util/cpu.h"
 #include "util/error.h"
 
 namespace muse {
@@ -114,13 +115,23 @@ std::unique_ptr<Model> Model::from_file(std::unique_ptr<GgufFile> file) {
 
 void Model::pack_weights() {
   const KernelSet& ks = kernels();
-  std::vector<Matrix*> todo;
-  auto consider = [&](Matrix& w) {
-    if (ks.gemm_packed[int(w.type)] && packable(w.type, w.cols) && w.rows >= kRowGroup) todo.push_back(&w);
-  };
+  std::vector<Matrix*> matrices;
   for (LayerWeights& l : layers_)
-    for (Matrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) consider(*w);
-  consider(output_);
+    for (Matrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      matrices.push_back(w);
+  matrices.push_back(&output_);
+  // Float weights only where they all fit in the last-level cache: there the packed kernel is
+  // compute-bound and faster at every batch size; streamed from memory, the per-row kernel
+  // reads fastest (docs/benchmarks.md).
+  size_t float_bytes = 0;
+  for (const Matrix* w : matrices)
+    if (is_float_type(w->type)) float_bytes += size_t(w->rows) * w->row_bytes();
+  const bool pack_floats = float_bytes <= last_level_cache_bytes();
+  std::vector<Matrix*> todo;
+  for (Matrix* w : matrices)
+    if (ks.gemm_packed[int(w->type)] && packable(w->type, w->cols) && w->rows >= kRowGroup &&
+        (pack_floats || !is_float_type(w->type)))
+      todo.push_back(w);
   // Load time: every thread takes whole groups of every matrix.
   const int n_threads = int(std::max(1u, std::min(8u, std::thread::hardware_concurrency())));
   for (Matrix* w : todo) {

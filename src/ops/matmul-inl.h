@@ -578,6 +578,8 @@ inline FVec fzero() { return _mm512_setzero_ps(); }
 inline FVec fload(const float* p) { return _mm512_loadu_ps(p); }
 inline FVec ffma(FVec a, FVec b, FVec c) { return _mm512_fmadd_ps(a, b, c); }
 inline float fsum(FVec v) { return _mm512_reduce_add_ps(v); }
+inline void fstore(float* p, FVec v) { _mm512_storeu_ps(p, v); }
+inline FVec set1(float v) { return _mm512_set1_ps(v); }
 inline FVec load_weights(const float* p) { return _mm512_loadu_ps(p); }
 inline FVec load_weights_f16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -593,6 +595,8 @@ inline FVec fzero() { return _mm256_setzero_ps(); }
 inline FVec fload(const float* p) { return _mm256_loadu_ps(p); }
 inline FVec ffma(FVec a, FVec b, FVec c) { return _mm256_fmadd_ps(a, b, c); }
 inline float fsum(FVec v) { return hsum(v); }
+inline void fstore(float* p, FVec v) { _mm256_storeu_ps(p, v); }
+inline FVec set1(float v) { return _mm256_set1_ps(v); }
 inline FVec load_weights(const float* p) { return _mm256_loadu_ps(p); }
 inline FVec load_weights_f16(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -726,6 +730,64 @@ template <int NT> struct Q6KTile { static void run(const GemmTask& g, int t0) { 
 #endif
 template <GgmlType kType> struct FloatTile {
   template <int NT> struct T { static void run(const GemmTask& g, int t0) { gemm_float_tile<kType, NT>(g, t0); } };
+};
+
+// Float weights packed as [K][16 rows] (packed_weights.h; only where the weights stay in
+// cache, see Model::pack_weights): a vector of kLanes rows (a unit) holds value k of each, so
+// one FMA advances kLanes dot products, with no horizontal sums. A token's dot product with a
+// row is one chain of FMAs in k order, whatever else shares the pass (its result does not
+// depend on its batch); a pass takes up to 4 units by kFloatPassTokens tokens, so several
+// independent chains hide the FMA latency and each load serves several FMAs.
+constexpr int kFloatPassUnits = 4;
+constexpr int kFloatPassTokens = kLanes == 16 ? 4 : 2;  // units x tokens accumulators in registers
+
+template <GgmlType kType, int NU, int NT>
+void packed_float_pass(const GemmTask& g, int64_t unit0, int t0) {
+  static_assert(NU <= kFloatPassUnits && NT <= kFloatPassTokens);
+  constexpr size_t kSize = kType == GgmlType::F32 ? 4 : 2;
+  const uint8_t* w[NU];
+  for (int u = 0; u < NU; ++u) {
+    const int64_t row = (unit0 + u) * kLanes;
+    w[u] = g.w + (size_t(row / kRowGroup) * size_t(g.K) * kRowGroup + size_t(row % kRowGroup)) * kSize;
+  }
+  const float* x[NT];
+  FVec acc[NU][NT];
+  for (int t = 0; t < NT; ++t) x[t] = g.a->x_row(t0 + t);
+  for (int u = 0; u < NU; ++u)
+    for (int t = 0; t < NT; ++t) acc[u][t] = fzero();
+  for (int k = 0; k < g.K; ++k) {
+    FVec wk[NU];
+    for (int u = 0; u < NU; ++u) wk[u] = load_w<kType>(w[u], k * kRowGroup);
+    for (int t = 0; t < NT; ++t) {
+      const FVec xk = set1(x[t][k]);
+      for (int u = 0; u < NU; ++u) acc[u][t] = ffma(wk[u], xk, acc[u][t]);
+    }
+  }
+  for (int u = 0; u < NU; ++u)
+    for (int t = 0; t < NT; ++t) fstore(g.y + (t0 + t) * g.ldy + (unit0 + u) * kLanes, acc[u][t]);
+}
+
+template <GgmlType kType, int NT>
+void packed_float_tokens(const GemmTask& g, int t0) {
+  int64_t u = g.r0 / kLanes;
+  const int64_t end = g.r1 / kLanes;
+  for (; u + kFloatPassUnits <= end; u += kFloatPassUnits) packed_float_pass<kType, kFloatPassUnits, NT>(g, u, t0);
+  switch (end - u) {
+    case 3: packed_float_pass<kType, 3, NT>(g, u, t0); break;
+    case 2: packed_float_pass<kType, 2, NT>(g, u, t0); break;
+    case 1: packed_float_pass<kType, 1, NT>(g, u, t0); break;
+    default: break;
+  }
+}
+
+template <GgmlType kType> struct PackedFloatTile {
+  template <int NT> struct T {
+    static void run(const GemmTask& g, int t0) {
+      constexpr int kFirst = std::min(NT, kFloatPassTokens);
+      packed_float_tokens<kType, kFirst>(g, t0);
+      if constexpr (NT > kFirst) packed_float_tokens<kType, NT - kFirst>(g, t0 + kFirst);
+    }
+  };
 };
 
 #if defined(__AVX512F__) && defined(MUSE_VNNI)
@@ -1418,6 +1480,9 @@ KernelSet make(const char* name) {
   k.gemm_rows[int(GgmlType::Q5_K)] = gemm_rows<GgmlType::Q5_K>;
   k.gemm_rows[int(GgmlType::Q6_K)] = gemm_rows<GgmlType::Q6_K>;
 #endif
+  k.gemm_packed[int(GgmlType::F32)] = run_tiles<PackedFloatTile<GgmlType::F32>::T>;
+  k.gemm_packed[int(GgmlType::F16)] = run_tiles<PackedFloatTile<GgmlType::F16>::T>;
+  k.gemm_packed[int(GgmlType::BF16)] = run_tiles<PackedFloatTile<GgmlType::BF16>::T>;
   k.gemm_packed[int(GgmlType::Q4_K)] = run_tiles<PackedQ4KTile>;
   k.gemm_packed[int(GgmlType::Q6_K)] = run_tiles<PackedQ6KTile>;
   k.gemm_packed[int(GgmlType::Q4_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q4_0>::T>;

@@ -54,7 +54,9 @@ struct QuantizedActs {
 //                               acc = fma(sum_j mn_j sum_j(a), -(dmin * da), acc)
 //   Q6_K:              per 256: acc = fma(sum_g sc_g sum((q - 32) * a), d * da, acc)
 // where a are the 8-bit activations and da their scale. Float weights are summed in float32
-// in an order that depends on the kernel.
+// in an order that depends on the kernel set and on whether they are packed; for one token it
+// does not depend on the other tokens in the call (but prompts of kBatchedMinTokens or more
+// go through the batched kernel when the weights are not packed).
 
 // Quantizes rows x[t * ldx .. + K) for t < T (K a multiple of the format's block).
 void quantize_acts(const float* x, int64_t ldx, int T, int K, ActFormat format, QuantizedActs& out,

@@ -10,7 +10,22 @@ namespace muse {
 
 namespace {
 int values_per_tile(GgmlType type) {
+  if (is_float_type(type)) return 1;
   return type == GgmlType::Q4_0 || type == GgmlType::Q5_0 || type == GgmlType::Q8_0 ? QK : QK_K;
+}
+
+// Float rows: each value copied as it is (F32, F16 or BF16 bits) to [k][row].
+void pack_float_groups(GgmlType type, const uint8_t* src, int64_t K, int64_t g0, int64_t g1,
+                       uint8_t* dst) {
+  const size_t rb = row_bytes(type, K), size = rb / size_t(K);
+  for (int64_t g = g0; g < g1; ++g) {
+    uint8_t* group = dst + size_t(g) * size_t(K) * kPackRows * size;
+    for (int r = 0; r < kPackRows; ++r) {
+      const uint8_t* row = src + size_t(g * kPackRows + r) * rb;
+      for (int64_t k = 0; k < K; ++k)
+        std::memcpy(group + (size_t(k) * kPackRows + r) * size, row + size_t(k) * size, size);
+    }
+  }
 }
 
 // Blocks of 32: one tile per block.
@@ -55,6 +70,10 @@ constexpr int lane(int r, int b) { return 4 * r + b; }
 
 bool packable(GgmlType type, int64_t cols) {
   switch (type) {
+    case GgmlType::F32:
+    case GgmlType::F16:
+    case GgmlType::BF16:
+      return cols > 0;
     case GgmlType::Q4_K:
     case GgmlType::Q6_K:
       return cols > 0 && cols % QK_K == 0;
@@ -69,6 +88,11 @@ bool packable(GgmlType type, int64_t cols) {
 
 size_t packed_tile_bytes(GgmlType type) {
   switch (type) {
+    case GgmlType::F32:
+      return kPackRows * 4;
+    case GgmlType::F16:
+    case GgmlType::BF16:
+      return kPackRows * 2;
     case GgmlType::Q4_K:
       return kPackedQ4KTile;
     case GgmlType::Q6_K:
@@ -92,6 +116,7 @@ void pack_groups(GgmlType type, const uint8_t* src, int64_t cols, int64_t g0, in
                  uint8_t* dst) {
   if (!packable(type, cols))
     fail("no packed layout for ", type_name(type), " rows of ", cols, " values");
+  if (is_float_type(type)) return pack_float_groups(type, src, cols, g0, g1, dst);
   if (values_per_tile(type) == QK) return pack_block32_groups(type, src, int(cols), g0, g1, dst);
   const int K = int(cols), nsb = K / QK_K;
   const size_t rb = row_bytes(type, cols), tile_bytes = packed_tile_bytes(type);

@@ -28,6 +28,8 @@
 //         4r + b is the fifth bit of value 4e + b of row r); [320, 352) d
 //   Q8_0  [0, 512) bytes q + 128: vector e holds values 4e..4e+3; [512, 544) d, f16 [row]
 // (In every block-32 tile, d is the last 32 bytes.)
+// Float weights (F32, F16, BF16): a tile is one value of each of the 16 rows, unchanged, so a
+// group is [K][16 rows]; one vector load (AVX2: half of one) holds a value of every row.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,7 @@
 #include "util/cpu.h"
 
 #include <cpuid.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -68,6 +69,14 @@ const char* simd_level_name(SimdLevel level) {
     case SimdLevel::kAvx2: return "avx2";
     default: return "scalar";
   }
+}
+
+size_t last_level_cache_bytes() {
+  for (const int name : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
+    const long bytes = sysconf(name);
+    if (bytes > 0) return size_t(bytes);
+  }
+  return 0;
 }
 
 }  // namespace muse
