@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -221,6 +222,17 @@ TEST_F(Cli, EvalRunsModesOnAGeneratedSet) {
   EXPECT_EQ(j.at("questions").as_int(), 3);
   EXPECT_LE(j.at("modes")[1].at("mean_total_tokens").as_number(), 12);
   EXPECT_NE(testing::read_file(plot).find("<svg"), std::string::npos);
+  // eval-plot: runs together, each mode named after its model file; a file that is not eval
+  // JSON is refused with its name.
+  const std::string both = testing::temp_path("both.svg");
+  const Result joined = muse("eval-plot --results " + json + " --results " + json + " -o " + both);
+  ASSERT_EQ(joined.code, 0) << joined.err;
+  const std::string stem = std::filesystem::path(*model_).stem().string();
+  EXPECT_NE(joined.out.find("| " + stem + " contemplate:2 |"), std::string::npos) << joined.out;
+  EXPECT_NE(testing::read_file(both).find("<svg"), std::string::npos);
+  const Result not_eval = muse("eval-plot --results " + data);
+  EXPECT_NE(not_eval.code, 0);
+  EXPECT_NE(not_eval.err.find(data), std::string::npos) << not_eval.err;
   const Result bad = muse("eval -m " + *model_ + " --data " + data + " --mode think --mode budget:x");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("budget:x"), std::string::npos);

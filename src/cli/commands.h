@@ -18,6 +18,7 @@ int cmd_detokenize(const Argv& args);
 int cmd_chat(const Argv& args);
 int cmd_contemplate(const Argv& args);
 int cmd_eval(const Argv& args);
+int cmd_eval_plot(const Argv& args);
 int cmd_eval_data(const Argv& args);
 int cmd_serve(const Argv& args);
 int cmd_train(const Argv& args);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -93,6 +94,34 @@ int cmd_eval(const Argv& argv) {
     write_text(a.get("--json"), out.dump() + "\n");
   }
   if (a.has("--plot")) write_text(a.get("--plot"), render_svg(eval_plot(reports, "accuracy against tokens: " + a.get("--data"))));
+  return 0;
+}
+
+// `muse eval-plot`: results of several `muse eval --json` runs (other models, sampling settings
+// or sets) in one table and one plot, each mode named after its run's model file.
+int cmd_eval_plot(const Argv& argv) {
+  const Args a(argv, {"--results", "-o", "--title"}, {});
+  const std::vector<std::string> files = a.get_all("--results");
+  if (files.empty()) fail("eval-plot needs --results FILE.json (once per `muse eval --json` file)");
+  std::vector<ModeReport> reports;
+  for (const std::string& file : files) {
+    Json results;
+    try {
+      results = Json::parse(read_text_file(file));
+    } catch (const Error& e) {
+      fail(file, ": ", e.what());
+    }
+    const Json* model = results.find("model");
+    const std::string label = model && model->is_string()
+                                  ? std::filesystem::path(model->as_string()).stem().string()
+                                  : std::filesystem::path(file).stem().string();
+    for (ModeReport& r : eval_summaries_from_json(results, label, file))
+      reports.push_back(std::move(r));
+  }
+  std::fputs(eval_table(reports).c_str(), stdout);
+  if (a.has("-o"))
+    write_text(a.get("-o"),
+               render_svg(eval_plot(reports, a.get("--title", "accuracy against tokens"))));
   return 0;
 }
 

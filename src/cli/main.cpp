@@ -26,6 +26,8 @@ constexpr const char* kUsage =
     "  eval   [-m FILE] --data FILE.jsonl [--mode M]... [--limit N] [--concurrency C] [--json OUT]\n"
     "         [--plot OUT.svg] [generation options]  accuracy, tokens and time per reasoning mode\n"
     "         (modes: no-think, think, budget:N, deer[:THRESHOLD], contemplate:N, markup:W)\n"
+    "  eval-plot --results FILE.json [--results FILE.json]... [-o OUT.svg] [--title T]\n"
+    "                                             several eval runs in one table and plot\n"
     "  eval-data --task arithmetic|countdown|logic [--count N] [--seed S] [--size K] [-o FILE.jsonl]\n"
     "                                             a synthetic question set with checked answers\n"
     "         [--numbers default|small]           (--size: arithmetic steps, Countdown numbers;\n"
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
     if (cmd == "contemplate") return muse::cmd_contemplate(args);
     if (cmd == "eval") return muse::cmd_eval(args);
     if (cmd == "eval-data") return muse::cmd_eval_data(args);
+    if (cmd == "eval-plot") return muse::cmd_eval_plot(args);
     if (cmd == "serve") return muse::cmd_serve(args);
     if (cmd == "train") return muse::cmd_train(args);
     if (cmd == "chat-template") return muse::cmd_chat_template(args);

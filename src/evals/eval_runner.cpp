@@ -440,6 +440,25 @@ Json eval_json(const std::vector<ModeReport>& reports) {
   return Json(Json::Object{{"modes", Json(std::move(modes))}});
 }
 
+std::vector<ModeReport> eval_summaries_from_json(const Json& results, const std::string& label,
+                                                 const std::string& file) {
+  std::vector<ModeReport> out;
+  try {
+    for (const Json& m : results.at("modes").as_array()) {
+      ModeReport& r = out.emplace_back();
+      r.mode.name = label + " " + m.at("mode").as_string();
+      r.accuracy = m.at("accuracy").as_number();
+      r.mean_reasoning_tokens = m.at("mean_reasoning_tokens").as_number();
+      r.mean_total_tokens = m.at("mean_total_tokens").as_number();
+      r.wall_seconds = m.at("wall_seconds").as_number();
+      r.tokens_per_second = m.at("tokens_per_second").as_number();
+    }
+  } catch (const Error& e) {
+    fail(file, " is not a `muse eval --json` file: ", e.what());
+  }
+  return out;
+}
+
 PlotSpec eval_plot(const std::vector<ModeReport>& reports, const std::string& title) {
   PlotSpec spec;
   spec.title = title;

@@ -82,6 +82,10 @@ ModeReport run_eval(Scheduler& scheduler, const Tokenizer& tokenizer, const Chat
 
 std::string eval_table(const std::vector<ModeReport>& reports);
 Json eval_json(const std::vector<ModeReport>& reports);
+// The summaries of a `muse eval --json` file's modes (without the per-question outcomes), each
+// named "LABEL MODE"; throws with the file's name on anything else.
+std::vector<ModeReport> eval_summaries_from_json(const Json& results, const std::string& label,
+                                                 const std::string& file);
 // Accuracy against mean total tokens, one point per mode.
 PlotSpec eval_plot(const std::vector<ModeReport>& reports, const std::string& title);
 
