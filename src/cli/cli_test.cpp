@@ -377,6 +377,14 @@ TEST(CliTrain, SmokeRecipeTrainsAndWritesAModelMuseRuns) {
   ASSERT_EQ(info.code, 0) << info.err;
   const Result run = muse("run -m " + dir + "/m.gguf --chat -p \"Compute 2 + 3.\" -n 8 --temp 0");
   EXPECT_EQ(run.code, 0) << run.err;
+  // Stage 2 alone into a new directory, from the stage-1 model given with --init: the results
+  // compare against that model.
+  const std::string dir2 = testing::temp_path("train-smoke-grpo");
+  const Result grpo = muse("train --recipe smoke --stage grpo --init " + dir +
+                           "/sft.gguf --time-scale 0.2 -t 2 --run-dir " + dir2);
+  ASSERT_EQ(grpo.code, 0) << grpo.err;
+  EXPECT_NE(grpo.out.find("| sft | countdown-3 + arithmetic | think |"), std::string::npos)
+      << grpo.out;
   const Result bad = muse("train --recipe huge");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("unknown recipe"), std::string::npos) << bad.err;

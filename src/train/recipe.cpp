@@ -313,7 +313,7 @@ class RecipeRun {
     if (o_.stage == "all" || o_.stage == "grpo") {
       // From the exported stage-1 weights with a fresh optimizer, whether or not stage 1 ran in
       // this process: the same start either way.
-      resume_from(o_.init.empty() ? path("sft.gguf") : o_.init);
+      resume_from(stage2_start());
       grpo();
       export_model(path("grpo.gguf"), GgmlType::F32);
     }
@@ -327,6 +327,9 @@ class RecipeRun {
 
  private:
   std::string path(const std::string& name) const { return o_.run_dir + "/" + name; }
+  // The model stage 2 starts from, which the results call the stage-1 model: --init, else
+  // this run's stage 1.
+  std::string stage2_start() const { return o_.init.empty() ? path("sft.gguf") : o_.init; }
 
   void learn_tokenizer() {
     std::vector<std::string> texts;
@@ -632,7 +635,7 @@ class RecipeRun {
     std::vector<Row> rows;
     const int full = r_.eval_max_tokens;
     for (const std::string stage : {"sft", "grpo"}) {
-      const StageModel m = load_model(path(stage + ".gguf"));
+      const StageModel m = load_model(stage == "sft" ? stage2_start() : path(stage + ".gguf"));
       auto eval = [&](const std::string& set, const std::vector<EvalItem>& items,
                       const std::string& mode, int max_tokens) {
         rows.push_back({stage, set, max_tokens,
