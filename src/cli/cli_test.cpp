@@ -237,6 +237,11 @@ TEST_F(Cli, EvalRunsModesOnAGeneratedSet) {
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("budget:x"), std::string::npos);
   EXPECT_EQ(bad.out, "");  // nothing ran
+  const Result greedy_vote = muse("eval -m " + *model_ + " --data " + data +
+                                  " --mode think --mode contemplate:2 --temp 0");
+  EXPECT_NE(greedy_vote.code, 0);
+  EXPECT_NE(greedy_vote.err.find("--temp above 0"), std::string::npos) << greedy_vote.err;
+  EXPECT_EQ(greedy_vote.out, "");
   EXPECT_NE(muse("eval -m " + *model_ + " --data /nonexistent.jsonl").code, 0);
   EXPECT_NE(muse("eval-data --task chess").code, 0);
   // The small range: Countdown numbers 1..10 only; a bad range or one for logic is refused.

@@ -48,6 +48,13 @@ int cmd_eval(const Argv& argv) {
   std::vector<EvalMode> modes;
   for (const std::string& m : a.get_all("--mode")) modes.push_back(parse_eval_mode(m));
   if (modes.empty()) modes.push_back(parse_eval_mode("think"));
+  // Parallel thinking votes over sampled traces; greedy ones would all be the same trace.
+  for (const EvalMode& m : modes)
+    if (m.kind == EvalModeKind::kContemplate && m.agents > 1 &&
+        generation.sampling.temperature <= 0)
+      fail(m.name, " samples ", m.agents,
+           " traces and needs --temp above 0 (greedy traces are all the same); ",
+           "run it apart from the greedy modes");
 
   const auto model = Model::load(model_path(a));
   const auto tokenizer = Tokenizer::from_gguf(model->file());
