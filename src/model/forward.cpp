@@ -133,10 +133,11 @@ void BatchForward::plan_attention(const std::vector<BatchToken>& batch, const Kv
 //
 // One task per KV head (and share of the tokens, when there are few heads) does all of that
 // head's work: the scores of its grouped query heads block by block, their softmax, and the
-// weighted values. Each block's rows are converted to float once and read by every query that
-// needs them (the grouped heads, and every sequence that shares the block). A query sees its
-// keys in position order with the same arithmetic as when it runs alone, so results do not
-// depend on the batch.
+// weighted values. Each block's rows are read by every query that needs them (the grouped
+// heads, and every sequence that shares the block) while they are in cache: F16 and F32 rows
+// as they are stored (the kernels convert F16 as they load it), Q8_0 rows dequantized to float
+// once. A query sees its keys in position order with the same arithmetic as when it runs
+// alone, so results do not depend on the batch.
 void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, const KvPool& kv) {
   const int hd = c_.head_dim, hdv = c_.head_dim_v, n_head = c_.n_head, n_kv = c_.n_head_kv;
   const int group = n_head / n_kv;
@@ -146,14 +147,12 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
   const KvType type = kv.config().type;
   const bool f16 = type == KvType::kF16;
   const size_t k_row = kv.k_head_bytes(), v_row = kv.v_head_bytes();
-  // Rows [0, rows) of one head's block, as floats.
-  auto load_rows = [&](const uint8_t* src, size_t row_bytes, int dim, int rows, float* out) {
-    if (f16) kern.f16_to_f32(reinterpret_cast<const uint16_t*>(src), out, rows * dim);
-    else if (type == KvType::kF32) std::memcpy(out, src, size_t(rows) * dim * 4);
-    else
-      for (int r = 0; r < rows; ++r) dequantize_row(GgmlType::Q8_0, src + size_t(r) * row_bytes, out + size_t(r) * dim, dim);
+  // Q8_0 rows [0, rows) of one head's block, as floats.
+  auto dequantize_rows = [&](const uint8_t* src, size_t row_bytes, int dim, int rows, float* out) {
+    for (int r = 0; r < rows; ++r)
+      dequantize_row(GgmlType::Q8_0, src + size_t(r) * row_bytes, out + size_t(r) * dim, dim);
   };
-  const size_t row_floats = size_t(bt) * std::max(hd, hdv);
+  const size_t row_floats = type == KvType::kQ8_0 ? size_t(bt) * std::max(hd, hdv) : 0;
   rows_.resize(size_t(pool_.size()) * row_floats);
   for (const AttentionRange& range : ranges_) {
     const std::vector<BlockUse>& uses = range.uses;
@@ -192,8 +191,10 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
           }
           if (need > 0) {
             const int32_t block = uses[g].block;
-            if (values) load_rows(kv.values(block, layer, kvh), v_row, hdv, need, rows);
-            else load_rows(kv.keys(block, layer, kvh), k_row, hd, need, rows);
+            const uint8_t* stored =
+                values ? kv.values(block, layer, kvh) : kv.keys(block, layer, kvh);
+            if (type == KvType::kQ8_0)
+              dequantize_rows(stored, values ? v_row : k_row, values ? hdv : hd, need, rows);
             // Every query of this share that reads the block, in runs that see the same rows.
             size_t n_q = 0;
             for (size_t u = g; u < end; ++u) {
@@ -208,8 +209,21 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
             }
             for (size_t j0 = 0, j1; j0 < n_q; j0 = j1) {
               for (j1 = j0 + 1; j1 < n_q && n_rows[j1] == n_rows[j0];) ++j1;
-              if (values) kern.weighted_rows(&in[j0], &out[j0], int(j1 - j0), rows, n_rows[j0], hdv);
-              else kern.dot_rows(&in[j0], &out[j0], int(j1 - j0), rows, n_rows[j0], hd, scale);
+              const int n_q_run = int(j1 - j0), nr = n_rows[j0];
+              if (f16) {
+                const auto* rows16 = reinterpret_cast<const uint16_t*>(stored);
+                if (values)
+                  kern.weighted_rows_f16(&in[j0], &out[j0], n_q_run, rows16, nr, hdv);
+                else
+                  kern.dot_rows_f16(&in[j0], &out[j0], n_q_run, rows16, nr, hd, scale);
+              } else {
+                const float* rows32 =
+                    type == KvType::kF32 ? reinterpret_cast<const float*>(stored) : rows;
+                if (values)
+                  kern.weighted_rows(&in[j0], &out[j0], n_q_run, rows32, nr, hdv);
+                else
+                  kern.dot_rows(&in[j0], &out[j0], n_q_run, rows32, nr, hd, scale);
+              }
             }
           }
           g = end;

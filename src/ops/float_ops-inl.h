@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace muse::MUSE_SIMD_NS {
 namespace {
@@ -17,6 +18,14 @@ constexpr int kAttnLanes = 16;
 using AVec = __m512;
 inline AVec aload(const float* p) { return _mm512_loadu_ps(p); }
 inline AVec aload_n(const float* p, int n) { return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p); }
+// F16 values (an F16 KV cache's rows), converted as they are loaded: exact, so a query's results
+// are the same as over the rows converted to float first.
+inline AVec aload(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline AVec aload_n(const uint16_t* p, int n) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(__mmask16((1u << n) - 1), p));
+}
 inline void astore_n(float* p, AVec v, int n) { _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), v); }
 inline AVec azero() { return _mm512_setzero_ps(); }
 inline AVec aset1(float x) { return _mm512_set1_ps(x); }
@@ -58,6 +67,14 @@ inline __m256i lane_mask(int n) {
 }
 inline AVec aload(const float* p) { return _mm256_loadu_ps(p); }
 inline AVec aload_n(const float* p, int n) { return _mm256_maskload_ps(p, lane_mask(n)); }
+inline AVec aload(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline AVec aload_n(const uint16_t* p, int n) {
+  alignas(16) uint16_t part[8] = {};
+  std::memcpy(part, p, size_t(n) * 2);
+  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(part)));
+}
 inline void astore_n(float* p, AVec v, int n) { _mm256_maskstore_ps(p, lane_mask(n), v); }
 inline AVec azero() { return _mm256_setzero_ps(); }
 inline AVec aset1(float x) { return _mm256_set1_ps(x); }
@@ -130,26 +147,15 @@ inline AVec aexp_nonpositive(AVec x) {
   return ascale_pow2(e, n);
 }
 
-void f16_to_f32(const uint16_t* x, float* y, int n) {
-  int i = 0;
-#ifdef __AVX512F__
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i))));
-#endif
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
-  for (; i < n; ++i) y[i] = half(x[i]);
-}
-
 // s[r] = scale * (q . rows[r]), kAttnLanes rows at a time: row r accumulates in its own vector
 // (lane l takes the values l, l + kAttnLanes, ... in order) and the lanes are summed by the
 // fixed tree. NC > 0: dim is NC whole vectors (the usual head sizes, unrolled); NC = 0: any.
-template <int NC>
-void dot_rows_fixed(const float* q, const float* rows, int n_rows, int dim, float scale, float* s) {
+template <int NC, typename Row>
+void dot_rows_fixed(const float* q, const Row* rows, int n_rows, int dim, float scale, float* s) {
   const int chunks = NC > 0 ? NC : dim / kAttnLanes, tail = NC > 0 ? 0 : dim % kAttnLanes;
   for (int r0 = 0; r0 < n_rows; r0 += kAttnLanes) {
     const int nr = std::min(kAttnLanes, n_rows - r0);
-    const float* base = rows + size_t(r0) * dim;
+    const Row* base = rows + size_t(r0) * dim;
     AVec acc[kAttnLanes];
     for (int r = 0; r < kAttnLanes; ++r) acc[r] = azero();
     if (nr == kAttnLanes) {
@@ -174,7 +180,8 @@ void dot_rows_fixed(const float* q, const float* rows, int n_rows, int dim, floa
   }
 }
 
-void dot_rows_one(const float* q, const float* rows, int n_rows, int dim, float scale, float* s) {
+template <typename Row>
+void dot_rows_one(const float* q, const Row* rows, int n_rows, int dim, float scale, float* s) {
   if (dim == 4 * kAttnLanes) dot_rows_fixed<4>(q, rows, n_rows, dim, scale, s);
   else if (dim == 8 * kAttnLanes) dot_rows_fixed<8>(q, rows, n_rows, dim, scale, s);
   else if (dim == 16 * kAttnLanes) dot_rows_fixed<16>(q, rows, n_rows, dim, scale, s);
@@ -199,14 +206,14 @@ inline void astore_halves(float* lo, float* hi, AVec v, int n) {
 // Two queries against the same rows, half a vector's worth of rows per pass: each row vector
 // is loaded once for both. Lane r of the tree's result is query 0's row r, lane half + r
 // query 1's, each summed exactly as dot_rows_fixed sums it.
-template <int NC>
-void dot_rows_two(const float* q0, const float* q1, const float* rows, int n_rows, int dim, float scale, float* s0,
-                  float* s1) {
+template <int NC, typename Row>
+void dot_rows_two(const float* q0, const float* q1, const Row* rows, int n_rows, int dim,
+                  float scale, float* s0, float* s1) {
   constexpr int H = kAttnLanes / 2;
   const int chunks = NC > 0 ? NC : dim / kAttnLanes, tail = NC > 0 ? 0 : dim % kAttnLanes;
   for (int r0 = 0; r0 < n_rows; r0 += H) {
     const int nr = std::min(H, n_rows - r0);
-    const float* base = rows + size_t(r0) * dim;
+    const Row* base = rows + size_t(r0) * dim;
     AVec acc[kAttnLanes];
     for (int r = 0; r < kAttnLanes; ++r) acc[r] = azero();
     for (int c = 0; c < chunks; ++c) {
@@ -234,13 +241,14 @@ void dot_rows_two(const float* q0, const float* q1, const float* rows, int n_row
 // Four queries against the same rows, a quarter vector's worth of rows per pass: lane
 // 4j + r ... of the tree's result (query j, row r), each summed exactly as dot_rows_fixed does.
 // Per chunk: four query loads and a quarter-vector of row loads feed sixteen FMAs.
-template <int NC>
-void dot_rows_four(const float* const* q, const float* rows, int n_rows, int dim, float scale, float* const* s) {
+template <int NC, typename Row>
+void dot_rows_four(const float* const* q, const Row* rows, int n_rows, int dim, float scale,
+                   float* const* s) {
   constexpr int R = kAttnLanes / 4;
   const int chunks = NC > 0 ? NC : dim / kAttnLanes, tail = NC > 0 ? 0 : dim % kAttnLanes;
   for (int r0 = 0; r0 < n_rows; r0 += R) {
     const int nr = std::min(R, n_rows - r0);
-    const float* base = rows + size_t(r0) * dim;
+    const Row* base = rows + size_t(r0) * dim;
     AVec acc[kAttnLanes];
     for (int r = 0; r < kAttnLanes; ++r) acc[r] = azero();
     for (int c = 0; c < chunks; ++c) {
@@ -268,7 +276,9 @@ void dot_rows_four(const float* const* q, const float* rows, int n_rows, int dim
   }
 }
 
-void dot_rows(const float* const* q, float* const* s, int n_q, const float* rows, int n_rows, int dim, float scale) {
+template <typename Row>
+void dot_rows(const float* const* q, float* const* s, int n_q, const Row* rows, int n_rows, int dim,
+              float scale) {
   int j = 0;
   for (; j + 4 <= n_q; j += 4) {
     if (dim == 4 * kAttnLanes) dot_rows_four<4>(q + j, rows, n_rows, dim, scale, s + j);
@@ -284,13 +294,13 @@ void dot_rows(const float* const* q, float* const* s, int n_q, const float* rows
 }
 
 // out[0, NV vectors) += sum over r of p[r] * rows[r], the NV vectors of out held in registers.
-template <int NV>
-void weighted_panel(const float* p, const float* rows, int n_rows, int dim, float* out) {
+template <int NV, typename Row>
+void weighted_panel(const float* p, const Row* rows, int n_rows, int dim, float* out) {
   AVec acc[NV];
   for (int j = 0; j < NV; ++j) acc[j] = aload(out + j * kAttnLanes);
   for (int r = 0; r < n_rows; ++r) {
     const AVec pr = aset1(p[r]);
-    const float* row = rows + size_t(r) * dim;
+    const Row* row = rows + size_t(r) * dim;
     for (int j = 0; j < NV; ++j) acc[j] = afma(pr, aload(row + j * kAttnLanes), acc[j]);
   }
   for (int j = 0; j < NV; ++j) astore(out + j * kAttnLanes, acc[j]);
@@ -298,7 +308,8 @@ void weighted_panel(const float* p, const float* rows, int n_rows, int dim, floa
 
 // out[i] += sum over r of p[r] * rows[r][i] for i in [from, dim): one FMA per row in row order,
 // in panels of up to 8 vectors.
-void weighted_cols(const float* p, const float* rows, int n_rows, int dim, int from, float* out) {
+template <typename Row>
+void weighted_cols(const float* p, const Row* rows, int n_rows, int dim, int from, float* out) {
   int i = from;
   for (; i + 8 * kAttnLanes <= dim; i += 8 * kAttnLanes) weighted_panel<8>(p, rows + i, n_rows, dim, out + i);
   const int rest = (dim - i) / kAttnLanes;
@@ -321,9 +332,9 @@ void weighted_cols(const float* p, const float* rows, int n_rows, int dim, int f
 }
 
 // Two queries' panels of NV vectors, each row vector loaded once for both.
-template <int NV>
-void weighted_panel_two(const float* p0, const float* p1, const float* rows, int n_rows, int dim, float* out0,
-                        float* out1) {
+template <int NV, typename Row>
+void weighted_panel_two(const float* p0, const float* p1, const Row* rows, int n_rows, int dim,
+                        float* out0, float* out1) {
   AVec a0[NV], a1[NV];
   for (int j = 0; j < NV; ++j) {
     a0[j] = aload(out0 + j * kAttnLanes);
@@ -331,7 +342,7 @@ void weighted_panel_two(const float* p0, const float* p1, const float* rows, int
   }
   for (int r = 0; r < n_rows; ++r) {
     const AVec w0 = aset1(p0[r]), w1 = aset1(p1[r]);
-    const float* row = rows + size_t(r) * dim;
+    const Row* row = rows + size_t(r) * dim;
     for (int j = 0; j < NV; ++j) {
       const AVec v = aload(row + j * kAttnLanes);
       a0[j] = afma(w0, v, a0[j]);
@@ -345,15 +356,16 @@ void weighted_panel_two(const float* p0, const float* p1, const float* rows, int
 }
 
 // Four queries' panels of NV vectors: per row, four broadcasts and NV row loads feed 4 NV FMAs.
-template <int NV>
-void weighted_panel_four(const float* const* p, const float* rows, int n_rows, int dim, float* const* out, int col) {
+template <int NV, typename Row>
+void weighted_panel_four(const float* const* p, const Row* rows, int n_rows, int dim,
+                         float* const* out, int col) {
   AVec acc[4][NV];
   for (int q = 0; q < 4; ++q)
     for (int j = 0; j < NV; ++j) acc[q][j] = aload(out[q] + col + j * kAttnLanes);
   for (int r = 0; r < n_rows; ++r) {
     AVec w[4];
     for (int q = 0; q < 4; ++q) w[q] = aset1(p[q][r]);
-    const float* row = rows + size_t(r) * dim + col;
+    const Row* row = rows + size_t(r) * dim + col;
     for (int j = 0; j < NV; ++j) {
       const AVec v = aload(row + j * kAttnLanes);
       for (int q = 0; q < 4; ++q) acc[q][j] = afma(w[q], v, acc[q][j]);
@@ -364,7 +376,9 @@ void weighted_panel_four(const float* const* p, const float* rows, int n_rows, i
 }
 
 // Each query's elements see the same FMAs in the same order as weighted_cols gives them.
-void weighted_rows(const float* const* p, float* const* out, int n_q, const float* rows, int n_rows, int dim) {
+template <typename Row>
+void weighted_rows(const float* const* p, float* const* out, int n_q, const Row* rows, int n_rows,
+                   int dim) {
   constexpr int kPanel = kAttnLanes == 16 ? 8 : 4;  // two queries' accumulators fill half the registers
   constexpr int kPanel4 = kPanel / 2;               // four queries'
   int j = 0;

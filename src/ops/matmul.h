@@ -89,17 +89,20 @@ struct KernelSet {
   // Kernels over weights packed at load (ops/packed_weights.h): g.w is the packed matrix and
   // [r0, r1) whole groups of kRowGroup rows; any number of tokens. Null where the set has none.
   GemmKernel gemm_packed[kGgmlTypeLimit];
-  // Attention over KV rows: a block of F16 rows is converted once, then every query that reads
-  // it uses the float kernels.
-  void (*f16_to_f32)(const uint16_t* x, float* y, int n);
+  // Attention over KV rows, F32 or F16 (the _f16 kernels convert values as they load them,
+  // exactly, so they give what the float kernels give over the converted rows).
   // For each of n_q queries j: s[j][r] = scale * (q[j] . rows[r]) for n_rows rows of dim
-  // floats. A query's scores are the same whatever other queries share the call.
+  // values. A query's scores are the same whatever other queries share the call.
   void (*dot_rows)(const float* const* q, float* const* s, int n_q, const float* rows, int n_rows, int dim,
                    float scale);
+  void (*dot_rows_f16)(const float* const* q, float* const* s, int n_q, const uint16_t* rows,
+                       int n_rows, int dim, float scale);
   // For each of n_q queries j: out[j] += sum over r of p[j][r] * rows[r], one fused multiply-add
   // per row and element in row order (so the result is the same however the rows are split
   // into calls, and whatever other queries share the call).
   void (*weighted_rows)(const float* const* p, float* const* out, int n_q, const float* rows, int n_rows, int dim);
+  void (*weighted_rows_f16)(const float* const* p, float* const* out, int n_q, const uint16_t* rows,
+                            int n_rows, int dim);
   // In place softmax over n scores; with round_f16 the probabilities are rounded to F16
   // precision afterwards.
   void (*softmax)(float* x, int n, bool round_f16);

@@ -136,21 +136,26 @@ void gemm(const GemmTask& g) {
   }
 }
 
-void f16_to_f32(const uint16_t* x, float* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] = fp16_to_float(x[i]);
-}
-void dot_rows(const float* const* q, float* const* s, int n_q, const float* rows, int n_rows, int dim, float scale) {
+inline float value(float x) { return x; }
+inline float value(uint16_t x) { return fp16_to_float(x); }
+
+template <typename Row>
+void dot_rows(const float* const* q, float* const* s, int n_q, const Row* rows, int n_rows, int dim,
+              float scale) {
   for (int j = 0; j < n_q; ++j)
     for (int r = 0; r < n_rows; ++r) {
       float d = 0;
-      for (int i = 0; i < dim; ++i) d += q[j][i] * rows[size_t(r) * dim + i];
+      for (int i = 0; i < dim; ++i) d += q[j][i] * value(rows[size_t(r) * dim + i]);
       s[j][r] = d * scale;
     }
 }
-void weighted_rows(const float* const* p, float* const* out, int n_q, const float* rows, int n_rows, int dim) {
+template <typename Row>
+void weighted_rows(const float* const* p, float* const* out, int n_q, const Row* rows, int n_rows,
+                   int dim) {
   for (int j = 0; j < n_q; ++j)
     for (int i = 0; i < dim; ++i)
-      for (int r = 0; r < n_rows; ++r) out[j][i] = std::fma(p[j][r], rows[size_t(r) * dim + i], out[j][i]);
+      for (int r = 0; r < n_rows; ++r)
+        out[j][i] = std::fma(p[j][r], value(rows[size_t(r) * dim + i]), out[j][i]);
 }
 
 void softmax_rounded(float* x, int n, bool round_f16) {
@@ -173,9 +178,10 @@ KernelSet make() {
   k.gemm[int(GgmlType::Q4_K)] = gemm<GgmlType::Q4_K>;
   k.gemm[int(GgmlType::Q5_K)] = gemm<GgmlType::Q5_K>;
   k.gemm[int(GgmlType::Q6_K)] = gemm<GgmlType::Q6_K>;
-  k.f16_to_f32 = f16_to_f32;
-  k.dot_rows = dot_rows;
-  k.weighted_rows = weighted_rows;
+  k.dot_rows = dot_rows<float>;
+  k.dot_rows_f16 = dot_rows<uint16_t>;
+  k.weighted_rows = weighted_rows<float>;
+  k.weighted_rows_f16 = weighted_rows<uint16_t>;
   k.softmax = softmax_rounded;
   k.swiglu = muse::swiglu;
   k.quantize_block32 = quantize_block32_row;

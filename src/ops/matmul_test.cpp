@@ -280,13 +280,15 @@ TEST(Matmul, ThreadCountDoesNotChangeResults) {
   EXPECT_EQ(y1, y2);
 }
 
-// The attention kernels against float64: conversion is exact; a dot product's error is that of
-// float32 summation (1e-6 of the sum of magnitudes covers 77 terms); weighted rows are one FMA
-// per row and element, so splitting the rows over two calls changes nothing. 21 rows cover a
-// full group of vector lanes and a partial one; a row's score must not depend on its group.
-// Several queries share a call (each row vector is loaded once for two of them): every
-// query's results must be exactly those it gets alone, for any number of queries and rows.
-TEST(AttentionKernels, ConversionDotsAndWeightedRowsMatchFloat64) {
+// The attention kernels against float64: a dot product's error is that of float32 summation
+// (1e-6 of the sum of magnitudes covers 77 terms); weighted rows are one FMA per row and
+// element, so splitting the rows over two calls changes nothing. 21 rows cover a full group of
+// vector lanes and a partial one; a row's score must not depend on its group. Several queries
+// share a call (each row vector is loaded once for two of them): every query's results must
+// be exactly those it gets alone, for any number of queries and rows. The F16 kernels convert
+// exactly, so over F16 rows they must give bit for bit what the float kernels give over the
+// converted rows.
+TEST(AttentionKernels, DotsAndWeightedRowsMatchFloat64) {
   for (int n : {77, 128}) {  // any length, and a usual head size (unrolled kernels)
     const int rows = 21, n_q = 5;
     const std::vector<float> qs = random_normal(size_t(n) * n_q, 9), yf = random_normal(size_t(n) * rows, 10),
@@ -296,8 +298,7 @@ TEST(AttentionKernels, ConversionDotsAndWeightedRowsMatchFloat64) {
     for (SimdLevel level : available_levels()) {
       const KernelSet& k = kernels_for(level);
       std::vector<float> yc(y.size());
-      k.f16_to_f32(y.data(), yc.data(), int(y.size()));
-      for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(yc[i], fp16_to_float(y[i])) << k.name;
+      for (size_t i = 0; i < y.size(); ++i) yc[i] = fp16_to_float(y[i]);
       std::vector<float> s(size_t(rows) * n_q);
       std::vector<const float*> q_at(n_q), p_at(n_q);
       std::vector<float*> s_at(n_q);
@@ -307,6 +308,11 @@ TEST(AttentionKernels, ConversionDotsAndWeightedRowsMatchFloat64) {
         s_at[j] = s.data() + size_t(j) * rows;
       }
       k.dot_rows(q_at.data(), s_at.data(), n_q, yc.data(), rows, n, 0.5f);
+      std::vector<float> s16(s.size());
+      std::vector<float*> s16_at(n_q);
+      for (int j = 0; j < n_q; ++j) s16_at[j] = s16.data() + size_t(j) * rows;
+      k.dot_rows_f16(q_at.data(), s16_at.data(), n_q, y.data(), rows, n, 0.5f);
+      EXPECT_EQ(s16, s) << k.name;
       for (int j = 0; j < n_q; ++j)
         for (int r = 0; r < rows; ++r) {
           const float* q = q_at[j];
@@ -321,13 +327,16 @@ TEST(AttentionKernels, ConversionDotsAndWeightedRowsMatchFloat64) {
           k.dot_rows(&q, &alone_at, 1, yc.data() + size_t(r) * n, 1, n, 0.5f);
           EXPECT_EQ(alone, s_at[j][r]) << k.name << " query " << j << " row " << r;
         }
-      std::vector<float> whole(qs), split(qs), alone(qs);
-      std::vector<float*> whole_at(n_q), split_at(n_q);
+      std::vector<float> whole(qs), split(qs), alone(qs), whole16(qs);
+      std::vector<float*> whole_at(n_q), split_at(n_q), whole16_at(n_q);
       for (int j = 0; j < n_q; ++j) {
         whole_at[j] = whole.data() + size_t(j) * n;
         split_at[j] = split.data() + size_t(j) * n;
+        whole16_at[j] = whole16.data() + size_t(j) * n;
       }
       k.weighted_rows(p_at.data(), whole_at.data(), n_q, yc.data(), rows, n);
+      k.weighted_rows_f16(p_at.data(), whole16_at.data(), n_q, y.data(), rows, n);
+      EXPECT_EQ(whole16, whole) << k.name;
       k.weighted_rows(p_at.data(), split_at.data(), n_q, yc.data(), 2, n);
       std::vector<const float*> p_rest(n_q);
       for (int j = 0; j < n_q; ++j) p_rest[j] = p_at[j] + 2;
