@@ -1101,33 +1101,32 @@ void packed_block32_tile(const GemmTask& g, int t0) {
   }
 }
 
-template <GgmlType kType> struct PackedBlock32Tile {
+// At most four tokens per pass over a group's tiles (a second pass finds them in cache): with
+// eight, every accumulator is in flight at once and spills (kernels_bench.cpp, one thread,
+// in L2: Q6_K 106 GMAC/s at eight tokens per pass against 117 at two passes of four; Q4_K the
+// same within noise). Block-32 types also keep four chains per token.
+template <template <int> class Pass> struct InPassesOfFour {
   template <int NT> struct T {
     static void run(const GemmTask& g, int t0) {
       if constexpr (NT > 4) {
-        packed_block32_tile<kType, 4>(g, t0);
-        packed_block32_tile<kType, NT - 4>(g, t0 + 4);
+        Pass<4>::run(g, t0);
+        Pass<NT - 4>::run(g, t0 + 4);
       } else {
-        packed_block32_tile<kType, NT>(g, t0);
+        Pass<NT>::run(g, t0);
       }
     }
   };
 };
-
-// Four tokens per pass over a group's tiles (the second pass finds them in cache): eight kept
-// every accumulator in flight at once and spilled them. In-cache timings of the two are within
-// noise; one 8-sequence A/B run favoured four (the machine is too noisy to say by how much).
-template <int NT> struct PackedQ4KTile {
-  static void run(const GemmTask& g, int t0) {
-    if constexpr (NT > 4) {
-      packed_q4k_tile<4>(g, t0);
-      packed_q4k_tile<NT - 4>(g, t0 + 4);
-    } else {
-      packed_q4k_tile<NT>(g, t0);
-    }
-  }
+template <GgmlType kType> struct PackedBlock32Pass {
+  template <int NT> struct P { static void run(const GemmTask& g, int t0) { packed_block32_tile<kType, NT>(g, t0); } };
 };
-template <int NT> struct PackedQ6KTile { static void run(const GemmTask& g, int t0) { packed_q6k_tile<NT>(g, t0); } };
+template <int NT> struct PackedQ4KPass { static void run(const GemmTask& g, int t0) { packed_q4k_tile<NT>(g, t0); } };
+template <int NT> struct PackedQ6KPass { static void run(const GemmTask& g, int t0) { packed_q6k_tile<NT>(g, t0); } };
+template <GgmlType kType> struct PackedBlock32Tile {
+  template <int NT> using T = InPassesOfFour<PackedBlock32Pass<kType>::template P>::template T<NT>;
+};
+template <int NT> using PackedQ4KTile = InPassesOfFour<PackedQ4KPass>::T<NT>;
+template <int NT> using PackedQ6KTile = InPassesOfFour<PackedQ6KPass>::T<NT>;
 
 // Float weights: the 16 rows transposed to [K][16] floats; one FMA per value and token.
 template <int NT>
@@ -1488,9 +1487,10 @@ KernelSet make(const char* name) {
   k.gemm_packed[int(GgmlType::Q4_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q4_0>::T>;
   k.gemm_packed[int(GgmlType::Q5_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q5_0>::T>;
   k.gemm_packed[int(GgmlType::Q8_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q8_0>::T>;
-  k.f16_to_f32 = f16_to_f32;
-  k.dot_rows = dot_rows;
-  k.weighted_rows = weighted_rows;
+  k.dot_rows = dot_rows<float>;
+  k.dot_rows_f16 = dot_rows<uint16_t>;
+  k.weighted_rows = weighted_rows<float>;
+  k.weighted_rows_f16 = weighted_rows<uint16_t>;
   k.softmax = softmax;
   k.swiglu = swiglu;
   k.quantize_block32 = quantize_block32;
