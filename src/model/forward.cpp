@@ -5,8 +5,6 @@
 #include <cstring>
 #include <initializer_list>
 
-#include <xmmintrin.h>
-
 #include "quant/types.h"
 #include "util/error.h"
 #include "util/fp16.h"
@@ -181,13 +179,6 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
           while (end < uses.size() && uses[end].index == uses[g].index && uses[end].block == uses[g].block) {
             if (uses[end].token % shares == share) need = std::max(need, uses[end].rows);
             ++end;
-          }
-          // The next block's rows are on their way while this one is computed (a few
-          // microseconds), which the hardware prefetchers do not do across blocks.
-          if (end < uses.size()) {
-            const uint8_t* next = values ? kv.values(uses[end].block, layer, kvh) : kv.keys(uses[end].block, layer, kvh);
-            const size_t bytes = size_t(bt) * (values ? v_row : k_row);
-            for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
           }
           if (need > 0) {
             const int32_t block = uses[g].block;
