@@ -1,15 +1,16 @@
-// Google Benchmark of the kernels alone, one thread, on weights that stay in the L2 cache: what
-// the arithmetic costs, apart from memory bandwidth and threading (which `muse bench` measures
-// on whole models). MUSE_SIMD=avx2|scalar picks another kernel set.
+// Google Benchmark of the kernels alone, one thread: on weights that stay in the L2 cache (what
+// the arithmetic costs) and on weights streamed from memory, apart from threading (which
+// `muse bench` measures on whole models). MUSE_SIMD=avx2|scalar picks another kernel set.
 //
-//   build/muse_kernel_bench --benchmark_filter=Gemm/Q6_K
+//   build/muse_kernel_bench --benchmark_filter=Gemm/Q6_K/8/
 //
-// Gemm/TYPE/T: the kernel a model uses for a 512 x 1024 matrix (packed where the type packs)
-// against T tokens; "MAC/s" counts row-value products per second.
+// Gemm/TYPE/T/ROWS: the kernel a model uses for a ROWS x 1024 matrix (packed where the type
+// packs) against T tokens; "MAC/s" counts row-value products per second.
 // Attention/dot|weighted_f16|f32/Q: Q queries against 256 KV rows of 128 values, F16 (converted
 // as they load) or F32.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -29,8 +30,8 @@ std::vector<float> random_values(size_t n, uint32_t seed) {
 }
 
 void BM_Gemm(benchmark::State& state, GgmlType type) {
-  constexpr int kRows = 512, kK = 1024;
-  const int T = int(state.range(0));
+  constexpr int kK = 1024;
+  const int T = int(state.range(0)), kRows = int(state.range(1));
   const KernelSet& ks = kernels();
   const std::vector<float> wf = random_values(size_t(kRows) * kK, 1);
   const size_t rb = row_bytes(type, kK);
@@ -59,8 +60,15 @@ void BM_Gemm(benchmark::State& state, GgmlType type) {
   g.t1 = T;
   g.y = y.data();
   g.ldy = kRows;
+  // The large matrix in row chunks as the matmul splits it for two threads (ops/matmul.cpp): a
+  // kernel that passes over its rows more than once finds them in cache only when a chunk fits.
+  const int64_t chunk = kRows > 512 ? kRows / 16 / kRowGroup * kRowGroup : kRows;
   for (auto _ : state) {
-    kernel(g);
+    for (int64_t r0 = 0; r0 < kRows; r0 += chunk) {
+      g.r0 = r0;
+      g.r1 = std::min<int64_t>(kRows, r0 + chunk);
+      kernel(g);
+    }
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -110,8 +118,12 @@ void BM_Attention(benchmark::State& state, bool values, bool f16) {
   state.SetLabel(ks.name);
 }
 
+// Rows: 512 (the weights stay in L2: the arithmetic alone) and 151936 (Qwen3's output matrix,
+// more than any last-level cache: streamed from memory as a decode step streams it).
 void token_counts(benchmark::internal::Benchmark* b) {
-  for (int t : {1, 4, 8, 16, 64}) b->Arg(t);
+  for (int rows : {512, 151936})
+    for (int t : {1, 2, 3, 4, 8, 16, 64})
+      if (rows == 512 || t <= 8) b->Args({t, rows});
 }
 
 BENCHMARK_CAPTURE(BM_Gemm, Q4_K, GgmlType::Q4_K)->Apply(token_counts);
