@@ -274,6 +274,14 @@ std::unique_ptr<GgufFile> GgufFile::from_memory(const uint8_t* data, size_t size
   return f;
 }
 
+void GgufFile::release(const uint8_t* p, size_t n) const {
+  if (!mapped_ || p < base_ || p + n > base_ + size_) return;
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t from = (uintptr_t(p) + page - 1) / page * page,
+                  to = (uintptr_t(p) + n) / page * page;
+  if (to > from) madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
+}
+
 GgufFile::~GgufFile() {
   if (mapped_) munmap(const_cast<uint8_t*>(base_), size_);
 }

@@ -82,6 +82,10 @@ class GgufFile {
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* find_tensor(std::string_view name) const;
 
+  // Gives back the file's pages wholly inside [p, p + n) (a tensor copied elsewhere): they are
+  // read from the file again if touched. Nothing for bytes not mapped from a file.
+  void release(const uint8_t* p, size_t n) const;
+
  private:
   GgufFile() = default;
   void parse();

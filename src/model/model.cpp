@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cstring>
 #include <thread>
 
 #include "ops/packed_weights.h"
@@ -144,6 +145,23 @@ void Model::pack_weights() {
       });
     for (std::thread& t : threads) t.join();
     w->packed = buf.data();
+  }
+  // The rest (float weights too large for the cache, types without a packed layout) are copied
+  // out of the file's mapping into memory on huge pages: streamed from 4 KiB file pages, where
+  // the hardware prefetchers stop at every page, Qwen3-0.6B F16 decoded 10-30% slower.
+  for (Matrix* w : matrices) {
+    if (w->packed || !w->data || w->rows == 0) continue;
+    const size_t bytes = size_t(w->rows) * w->row_bytes();
+    LargeBuffer& buf = packed_.emplace_back(bytes);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n_threads; ++i)
+      threads.emplace_back([&, i] {
+        const size_t from = bytes * i / n_threads, to = bytes * (i + 1) / n_threads;
+        std::memcpy(buf.data() + from, w->data + from, to - from);
+      });
+    for (std::thread& t : threads) t.join();
+    file_->release(w->data, bytes);
+    w->data = buf.data();
   }
 }
 

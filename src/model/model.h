@@ -44,7 +44,9 @@ class Model {
   bool tied_output_ = false;
   std::vector<float> output_norm_, rope_freqs_;
   std::vector<LayerWeights> layers_;
-  std::vector<LargeBuffer> packed_;  // the packed copies that Matrix::packed points into
+  // The packed copies that Matrix::packed points into, and the other matrices' copies on huge
+  // pages that their Matrix::data points into.
+  std::vector<LargeBuffer> packed_;
 };
 
 }  // namespace muse
