@@ -36,7 +36,8 @@ class Model {
 
  private:
   Model() = default;
-  // Repacks the matrices this CPU's kernels have a packed layout for (ops/packed_weights.h).
+  // Repacks the matrices this CPU's kernels have a packed layout for (ops/packed_weights.h)
+  // and copies the others onto huge pages.
   void pack_weights();
   std::unique_ptr<GgufFile> file_;
   ModelConfig config_;
@@ -46,7 +47,7 @@ class Model {
   std::vector<LayerWeights> layers_;
   // The packed copies that Matrix::packed points into, and the other matrices' copies on huge
   // pages that their Matrix::data points into.
-  std::vector<LargeBuffer> packed_;
+  std::vector<LargeBuffer> weight_copies_;
 };
 
 }  // namespace muse

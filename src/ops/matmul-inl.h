@@ -65,17 +65,13 @@ inline float half(uint16_t h) { return _cvtsh_ss(h); }
 // line. Prefetches past the end are harmless. The K-quant tiles (37 and 53 lines) ask in
 // parts as their work goes (prefetch_stream_part): all of a tile's lines at once filled the
 // queue of outstanding misses, and perf put 15% of Q6_K's time on the prefetch loop itself.
-inline void prefetch_stream(const uint8_t* p, size_t bytes) {
-  const uint8_t* ahead = p + std::max<size_t>(4 * bytes, 8192);
-  for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
-}
-// Part `part` of `parts` of those lines, for kernels that spread a large tile's requests over
-// its work: a whole tile's lines at once fill the queue of outstanding misses and stall.
+// Part `part` of `parts` of those lines.
 inline void prefetch_stream_part(const uint8_t* p, size_t bytes, int part, int parts) {
   const uint8_t* ahead = p + std::max<size_t>(4 * bytes, 8192);
   const size_t lines = (bytes + 63) / 64, l0 = lines * part / parts, l1 = lines * (part + 1) / parts;
   for (size_t l = l0; l < l1; ++l) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * l), _MM_HINT_T0);
 }
+inline void prefetch_stream(const uint8_t* p, size_t bytes) { prefetch_stream_part(p, bytes, 0, 1); }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
