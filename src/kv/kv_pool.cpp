@@ -5,6 +5,7 @@
 
 #include "quant/types.h"
 #include "util/error.h"
+#include "util/fp16.h"
 
 namespace muse {
 
@@ -101,16 +102,37 @@ void KvPool::copy_block(int32_t from, int32_t to) {
 void KvPool::write(int32_t block, int slot, int layer, const float* k, const float* v) {
   const GgmlType t = storage_type(config_.type);
   const int k_head = config_.kv_dim / config_.n_heads, v_head = config_.v_dim / config_.n_heads;
+  const int bt = config_.block_tokens;
   for (int h = 0; h < config_.n_heads; ++h) {
-    quantize_row(t, k + size_t(h) * k_head, key_rows(block, layer, h) + size_t(slot) * k_head_bytes_, k_head);
+    const float* key = k + size_t(h) * k_head;
+    uint8_t* keys = key_rows(block, layer, h);
+    if (config_.type == KvType::kF16)
+      for (int i = 0; i < k_head; ++i)
+        reinterpret_cast<uint16_t*>(keys)[size_t(i) * bt + slot] = float_to_fp16(key[i]);
+    else if (config_.type == KvType::kF32)
+      for (int i = 0; i < k_head; ++i)
+        reinterpret_cast<float*>(keys)[size_t(i) * bt + slot] = key[i];
+    else
+      quantize_row(t, key, keys + size_t(slot) * k_head_bytes_, k_head);
     quantize_row(t, v + size_t(h) * v_head, value_rows(block, layer, h) + size_t(slot) * v_head_bytes_, v_head);
   }
 }
 
 void KvPool::read_key(int32_t block, int slot, int layer, float* out) const {
   const int k_head = config_.kv_dim / config_.n_heads;
-  for (int h = 0; h < config_.n_heads; ++h)
-    dequantize_row(storage_type(config_.type), keys(block, layer, h) + size_t(slot) * k_head_bytes_, out + size_t(h) * k_head, k_head);
+  const int bt = config_.block_tokens;
+  for (int h = 0; h < config_.n_heads; ++h) {
+    const uint8_t* keys = key_rows(block, layer, h);
+    float* key = out + size_t(h) * k_head;
+    if (config_.type == KvType::kF16)
+      for (int i = 0; i < k_head; ++i)
+        key[i] = fp16_to_float(reinterpret_cast<const uint16_t*>(keys)[size_t(i) * bt + slot]);
+    else if (config_.type == KvType::kF32)
+      for (int i = 0; i < k_head; ++i)
+        key[i] = reinterpret_cast<const float*>(keys)[size_t(i) * bt + slot];
+    else
+      dequantize_row(GgmlType::Q8_0, keys + size_t(slot) * k_head_bytes_, key, k_head);
+  }
 }
 
 void KvPool::read_value(int32_t block, int slot, int layer, float* out) const {

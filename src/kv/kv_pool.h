@@ -50,7 +50,10 @@ class KvPool {
 
   // Stores one token's key and value rows (floats, converted to the pool's type).
   void write(int32_t block, int slot, int layer, const float* k, const float* v);
-  // Raw rows of one head in a block: block_tokens rows of k_head_bytes() / v_head_bytes() each.
+  // One head's part of a block. Values: block_tokens rows of v_head_bytes() each. Keys: F16
+  // and F32 stored by dimension (value i of every slot together, slot s of value i at
+  // i * block_tokens + s), so attention scores a slot per vector lane; Q8_0 keys as rows of
+  // k_head_bytes(), since its blocks of 32 run along a row.
   const uint8_t* keys(int32_t block, int layer, int head) const { return key_rows(block, layer, head); }
   const uint8_t* values(int32_t block, int layer, int head) const { return value_rows(block, layer, head); }
   size_t k_head_bytes() const { return k_head_bytes_; }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <unordered_map>
 
 #include "quant/types.h"
 #include "util/error.h"
@@ -119,10 +120,52 @@ void BatchForward::plan_attention(const std::vector<BatchToken>& batch, const Kv
     std::sort(range.uses.begin(), range.uses.end(), [](const BlockUse& x, const BlockUse& y) {
       return x.index != y.index ? x.index < y.index : x.block != y.block ? x.block < y.block : x.token < y.token;
     });
+    join_spans(range, kv);
     // Scores: per token, n_head rows of its key count.
     range.score_at.assign(size_t(t1 - t0) + 1, 0);
     for (int i = t0; i < t1; ++i)
       range.score_at[size_t(i - t0) + 1] = range.score_at[size_t(i - t0)] + size_t(batch[size_t(i)].pos + 1) * n_head;
+  }
+}
+
+// Each block's readers (uses of one index and block), appended to the span that ends just
+// before it when that span's readers are the same tokens, all saw its whole last block, and
+// the block is the pool's next one (so the span's rows stay contiguous). Q8_0 rows are
+// dequantized per block into scratch, so their spans stay one block long.
+void BatchForward::join_spans(AttentionRange& range, const KvPool& kv) {
+  const int bt = kv.block_tokens();
+  const bool may_join = kv.config().type != KvType::kQ8_0;
+  const std::vector<BlockUse>& uses = range.uses;
+  range.spans.clear();
+  range.reads.clear();
+  // Spans that may take the block with this id next.
+  std::unordered_map<int32_t, size_t> open;
+  for (size_t g = 0, end; g < uses.size(); g = end) {
+    bool full = true;
+    for (end = g;
+         end < uses.size() && uses[end].index == uses[g].index && uses[end].block == uses[g].block;
+         ++end)
+      full = full && uses[end].rows == bt;
+    const auto it = may_join ? open.find(uses[g].block) : open.end();
+    bool joined = false;
+    if (it != open.end()) {
+      BlockSpan& span = range.spans[it->second];
+      joined = span.index + span.blocks == uses[g].index && span.r1 - span.r0 == end - g;
+      for (size_t k = 0; joined && k < end - g; ++k)
+        joined = range.reads[span.r0 + k].token == uses[g + k].token;
+      open.erase(it);
+      if (joined) {
+        for (size_t k = 0; k < end - g; ++k) range.reads[span.r0 + k].rows += uses[g + k].rows;
+        ++span.blocks;
+        if (full) open[uses[g].block + 1] = size_t(&span - range.spans.data());
+      }
+    }
+    if (!joined) {
+      range.spans.push_back(
+          {uses[g].index, uses[g].block, 1, range.reads.size(), range.reads.size() + (end - g)});
+      for (size_t u = g; u < end; ++u) range.reads.push_back({uses[u].token, uses[u].rows});
+      if (full) open[uses[g].block + 1] = range.spans.size() - 1;
+    }
   }
 }
 
@@ -144,15 +187,22 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
   const KvType type = kv.config().type;
   const bool f16 = type == KvType::kF16;
   const size_t k_row = kv.k_head_bytes(), v_row = kv.v_head_bytes();
-  // Q8_0 rows [0, rows) of one head's block, as floats.
-  auto dequantize_rows = [&](const uint8_t* src, size_t row_bytes, int dim, int rows, float* out) {
-    for (int r = 0; r < rows; ++r)
-      dequantize_row(GgmlType::Q8_0, src + size_t(r) * row_bytes, out + size_t(r) * dim, dim);
+  // Q8_0 rows [0, rows) of one head's block as floats: values as rows, keys by dimension (a
+  // block of `rows` keys, as the F16 and F32 caches store them), through the row after them.
+  auto dequantize_rows = [&](const uint8_t* src, bool keys, int rows, float* out) {
+    const int dim = keys ? hd : hdv;
+    const size_t row_bytes = keys ? k_row : v_row;
+    float* row = out + size_t(rows) * dim;
+    for (int r = 0; r < rows; ++r) {
+      dequantize_row(GgmlType::Q8_0, src + size_t(r) * row_bytes,
+                     keys ? row : out + size_t(r) * dim, dim);
+      if (keys)
+        for (int i = 0; i < dim; ++i) out[size_t(i) * rows + r] = row[i];
+    }
   };
-  const size_t row_floats = type == KvType::kQ8_0 ? size_t(bt) * std::max(hd, hdv) : 0;
+  const size_t row_floats = type == KvType::kQ8_0 ? size_t(bt + 1) * std::max(hd, hdv) : 0;
   rows_.resize(size_t(pool_.size()) * row_floats);
   for (const AttentionRange& range : ranges_) {
-    const std::vector<BlockUse>& uses = range.uses;
     scores_.resize(range.score_at.back());
     auto scores = [&](int i, int h) {
       return scores_.data() + range.score_at[size_t(i - range.t0)] + size_t(h) * size_t(batch[size_t(i)].pos + 1);
@@ -171,62 +221,57 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
         out.resize(most);
         n_rows.resize(most);
       }
-      auto for_each_block = [&](bool values) {
-        for (size_t g = 0; g < uses.size();) {
-          size_t end = g;
+      auto for_each_span = [&](bool values) {
+        for (const BlockSpan& span : range.spans) {
           int need = 0;
-          while (end < uses.size() && uses[end].index == uses[g].index && uses[end].block == uses[g].block) {
-            if (uses[end].token % shares == share) need = std::max(need, uses[end].rows);
-            ++end;
-          }
-          if (need > 0) {
-            const int32_t block = uses[g].block;
-            const uint8_t* stored =
-                values ? kv.values(block, layer, kvh) : kv.keys(block, layer, kvh);
-            if (type == KvType::kQ8_0)
-              dequantize_rows(stored, values ? v_row : k_row, values ? hdv : hd, need, rows);
-            // Every query of this share that reads the block, in runs that see the same rows.
-            size_t n_q = 0;
-            for (size_t u = g; u < end; ++u) {
-              if (uses[u].token % shares != share) continue;
-              const int i = uses[u].token;
-              for (int h = kvh * group; h < (kvh + 1) * group; ++h, ++n_q) {
-                float* s = scores(i, h) + size_t(uses[u].index) * bt;
-                in[n_q] = values ? s : q_.data() + size_t(i) * c_.q_dim() + size_t(h) * hd;
-                out[n_q] = values ? attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv : s;
-                n_rows[n_q] = uses[u].rows;
-              }
-            }
-            for (size_t j0 = 0, j1; j0 < n_q; j0 = j1) {
-              for (j1 = j0 + 1; j1 < n_q && n_rows[j1] == n_rows[j0];) ++j1;
-              const int n_q_run = int(j1 - j0), nr = n_rows[j0];
-              if (f16) {
-                const auto* rows16 = reinterpret_cast<const uint16_t*>(stored);
-                if (values)
-                  kern.weighted_rows_f16(&in[j0], &out[j0], n_q_run, rows16, nr, hdv);
-                else
-                  kern.dot_rows_f16(&in[j0], &out[j0], n_q_run, rows16, nr, hd, scale);
-              } else {
-                const float* rows32 =
-                    type == KvType::kF32 ? reinterpret_cast<const float*>(stored) : rows;
-                if (values)
-                  kern.weighted_rows(&in[j0], &out[j0], n_q_run, rows32, nr, hdv);
-                else
-                  kern.dot_rows(&in[j0], &out[j0], n_q_run, rows32, nr, hd, scale);
-              }
+          for (size_t r = span.r0; r < span.r1; ++r)
+            if (range.reads[r].token % shares == share) need = std::max(need, range.reads[r].rows);
+          if (need == 0) continue;
+          const uint8_t* stored =
+              values ? kv.values(span.block, layer, kvh) : kv.keys(span.block, layer, kvh);
+          if (type == KvType::kQ8_0) dequantize_rows(stored, !values, need, rows);
+          // Every query of this share that reads the span, in runs that see the same rows.
+          size_t n_q = 0;
+          for (size_t r = span.r0; r < span.r1; ++r) {
+            const SpanRead& read = range.reads[r];
+            if (read.token % shares != share) continue;
+            const int i = read.token;
+            for (int h = kvh * group; h < (kvh + 1) * group; ++h, ++n_q) {
+              float* s = scores(i, h) + size_t(span.index) * bt;
+              in[n_q] = values ? s : q_.data() + size_t(i) * c_.q_dim() + size_t(h) * hd;
+              out[n_q] = values ? attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv : s;
+              n_rows[n_q] = read.rows;
             }
           }
-          g = end;
+          for (size_t j0 = 0, j1; j0 < n_q; j0 = j1) {
+            for (j1 = j0 + 1; j1 < n_q && n_rows[j1] == n_rows[j0];) ++j1;
+            const int n_q_run = int(j1 - j0), nr = n_rows[j0];
+            if (f16) {
+              const auto* rows16 = reinterpret_cast<const uint16_t*>(stored);
+              if (values)
+                kern.weighted_rows_f16(&in[j0], &out[j0], n_q_run, rows16, nr, hdv);
+              else
+                kern.dot_keys_f16(&in[j0], &out[j0], n_q_run, rows16, nr, bt, hd, scale);
+            } else {
+              const float* rows32 =
+                  type == KvType::kF32 ? reinterpret_cast<const float*>(stored) : rows;
+              if (values)
+                kern.weighted_rows(&in[j0], &out[j0], n_q_run, rows32, nr, hdv);
+              else
+                kern.dot_keys(&in[j0], &out[j0], n_q_run, rows32, nr,
+                              type == KvType::kF32 ? bt : need, hd, scale);
+            }
+          }
         }
       };
-      for_each_block(false);
+      for_each_span(false);
       for (int i = range.t0 + (share - range.t0 % shares + shares) % shares; i < range.t1; i += shares)
         for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
           kern.softmax(scores(i, h), batch[size_t(i)].pos + 1, f16);
           float* out = attn_.data() + size_t(i) * n_head * hdv + size_t(h) * hdv;
           std::fill(out, out + hdv, 0.0f);
         }
-      for_each_block(true);
+      for_each_span(true);
     });
   }
 }

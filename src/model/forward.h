@@ -51,13 +51,27 @@ class BatchForward {
   struct BlockUse {
     int32_t index, block, token, rows;
   };
+  // Consecutive blocks of the same readers that lie next to each other in the pool (a shared
+  // prompt allocated in order): read in one kernel call, so the kernels' per-call work (the
+  // weighted sums' accumulators, loaded and stored) is done once per span, not per block.
+  // Its readers are reads[r0, r1): each token and the rows it sees in the whole span.
+  struct BlockSpan {
+    int32_t index, block, blocks;
+    size_t r0, r1;
+  };
+  struct SpanRead {
+    int32_t token, rows;
+  };
   struct AttentionRange {
     int t0 = 0, t1 = 0;
     std::vector<BlockUse> uses;
+    std::vector<BlockSpan> spans;  // in order of first index, so a query meets keys in order
+    std::vector<SpanRead> reads;
     std::vector<size_t> score_at;  // where each token's scores start, and the end
   };
   void plan_attention(const std::vector<BatchToken>& batch, const KvPool& kv,
                       const std::vector<const KvSequence*>& sequences);
+  static void join_spans(AttentionRange& range, const KvPool& kv);
   void attention(int layer, const std::vector<BatchToken>& batch, const KvPool& kv);
 
   const Model& model_;

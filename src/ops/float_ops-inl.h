@@ -147,150 +147,66 @@ inline AVec aexp_nonpositive(AVec x) {
   return ascale_pow2(e, n);
 }
 
-// s[r] = scale * (q . rows[r]), kAttnLanes rows at a time: row r accumulates in its own vector
-// (lane l takes the values l, l + kAttnLanes, ... in order) and the lanes are summed by the
-// fixed tree. NC > 0: dim is NC whole vectors (the usual head sizes, unrolled); NC = 0: any.
-template <int NC, typename Row>
-void dot_rows_fixed(const float* q, const Row* rows, int n_rows, int dim, float scale, float* s) {
-  const int chunks = NC > 0 ? NC : dim / kAttnLanes, tail = NC > 0 ? 0 : dim % kAttnLanes;
-  for (int r0 = 0; r0 < n_rows; r0 += kAttnLanes) {
-    const int nr = std::min(kAttnLanes, n_rows - r0);
-    const Row* base = rows + size_t(r0) * dim;
-    AVec acc[kAttnLanes];
-    for (int r = 0; r < kAttnLanes; ++r) acc[r] = azero();
-    if (nr == kAttnLanes) {
-      for (int c = 0; c < chunks; ++c) {
-        const AVec qv = aload(q + c * kAttnLanes);
-        for (int r = 0; r < kAttnLanes; ++r) acc[r] = afma(qv, aload(base + size_t(r) * dim + c * kAttnLanes), acc[r]);
-      }
-    } else {
-      for (int c = 0; c < chunks; ++c) {
-        const AVec qv = aload(q + c * kAttnLanes);
-        for (int r = 0; r < kAttnLanes; ++r)
-          if (r < nr) acc[r] = afma(qv, aload(base + size_t(r) * dim + c * kAttnLanes), acc[r]);
-      }
+// Keys stored by dimension (KernelSet::dot_keys): G queries against one tile of up to
+// kAttnLanes keys of a block, key t in lane t, so a score needs no sum across lanes and a
+// tile's scores are one store. Each score is four interleaved partial sums (dimension i into
+// sum i mod 4, one FMA each) added as (p0 + p1) + (p2 + p3): the arithmetic of the scalar
+// kernel, lane by lane, whatever the tile or the other queries.
+template <int G, bool kFull, typename Row>
+void dot_keys_tile(const float* const* q, const Row* tile, int block, int dim, int n, float scale,
+                   float* const* s, int at) {
+  auto load = [&](int i) {
+    return kFull ? aload(tile + size_t(i) * block) : aload_n(tile + size_t(i) * block, n);
+  };
+  AVec acc[G][4];
+  for (int g = 0; g < G; ++g)
+    for (int k = 0; k < 4; ++k) acc[g][k] = azero();
+  int i = 0;
+  for (; i + 4 <= dim; i += 4)
+    for (int k = 0; k < 4; ++k) {
+      const AVec key = load(i + k);
+      for (int g = 0; g < G; ++g) acc[g][k] = afma(aset1(q[g][i + k]), key, acc[g][k]);
     }
-    if (tail) {
-      const int full = chunks * kAttnLanes;
-      const AVec qv = aload_n(q + full, tail);
-      for (int r = 0; r < kAttnLanes; ++r)
-        if (r < nr) acc[r] = afma(qv, aload_n(base + size_t(r) * dim + full, tail), acc[r]);
-    }
-    astore_n(s + r0, amul(sum_lanes_of_rows(acc), aset1(scale)), nr);
+  for (int k = 0; i < dim; ++i, ++k) {
+    const AVec key = load(i);
+    for (int g = 0; g < G; ++g) acc[g][k] = afma(aset1(q[g][i]), key, acc[g][k]);
+  }
+  for (int g = 0; g < G; ++g) {
+    const AVec sum =
+        amul(aadd(aadd(acc[g][0], acc[g][1]), aadd(acc[g][2], acc[g][3])), aset1(scale));
+    if (kFull)
+      astore(s[g] + at, sum);
+    else
+      astore_n(s[g] + at, sum, n);
   }
 }
 
-template <typename Row>
-void dot_rows_one(const float* q, const Row* rows, int n_rows, int dim, float scale, float* s) {
-  if (dim == 4 * kAttnLanes) dot_rows_fixed<4>(q, rows, n_rows, dim, scale, s);
-  else if (dim == 8 * kAttnLanes) dot_rows_fixed<8>(q, rows, n_rows, dim, scale, s);
-  else if (dim == 16 * kAttnLanes) dot_rows_fixed<16>(q, rows, n_rows, dim, scale, s);
-  else dot_rows_fixed<0>(q, rows, n_rows, dim, scale, s);
-}
-
-// Lanes [0, n) and [half, half + n) of v to two places.
-#ifdef __AVX512F__
-inline void astore_halves(float* lo, float* hi, AVec v, int n) {
-  const __mmask8 m = __mmask8((1u << n) - 1);
-  _mm256_mask_storeu_ps(lo, m, _mm512_extractf32x8_ps(v, 0));
-  _mm256_mask_storeu_ps(hi, m, _mm512_extractf32x8_ps(v, 1));
-}
-#else
-inline void astore_halves(float* lo, float* hi, AVec v, int n) {
-  const __m128i m = _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3));
-  _mm_maskstore_ps(lo, m, _mm256_castps256_ps128(v));
-  _mm_maskstore_ps(hi, m, _mm256_extractf128_ps(v, 1));
-}
-#endif
-
-// Two queries against the same rows, half a vector's worth of rows per pass: each row vector
-// is loaded once for both. Lane r of the tree's result is query 0's row r, lane half + r
-// query 1's, each summed exactly as dot_rows_fixed sums it.
-template <int NC, typename Row>
-void dot_rows_two(const float* q0, const float* q1, const Row* rows, int n_rows, int dim,
-                  float scale, float* s0, float* s1) {
-  constexpr int H = kAttnLanes / 2;
-  const int chunks = NC > 0 ? NC : dim / kAttnLanes, tail = NC > 0 ? 0 : dim % kAttnLanes;
-  for (int r0 = 0; r0 < n_rows; r0 += H) {
-    const int nr = std::min(H, n_rows - r0);
-    const Row* base = rows + size_t(r0) * dim;
-    AVec acc[kAttnLanes];
-    for (int r = 0; r < kAttnLanes; ++r) acc[r] = azero();
-    for (int c = 0; c < chunks; ++c) {
-      const AVec qa = aload(q0 + c * kAttnLanes), qb = aload(q1 + c * kAttnLanes);
-      for (int r = 0; r < H; ++r)
-        if (nr == H || r < nr) {
-          const AVec row = aload(base + size_t(r) * dim + c * kAttnLanes);
-          acc[r] = afma(qa, row, acc[r]);
-          acc[H + r] = afma(qb, row, acc[H + r]);
-        }
-    }
-    if (tail) {
-      const int full = chunks * kAttnLanes;
-      const AVec qa = aload_n(q0 + full, tail), qb = aload_n(q1 + full, tail);
-      for (int r = 0; r < nr; ++r) {
-        const AVec row = aload_n(base + size_t(r) * dim + full, tail);
-        acc[r] = afma(qa, row, acc[r]);
-        acc[H + r] = afma(qb, row, acc[H + r]);
-      }
-    }
-    astore_halves(s0 + r0, s1 + r0, amul(sum_lanes_of_rows(acc), aset1(scale)), nr);
-  }
-}
-
-// Four queries against the same rows, a quarter vector's worth of rows per pass: lane
-// 4j + r ... of the tree's result (query j, row r), each summed exactly as dot_rows_fixed does.
-// Per chunk: four query loads and a quarter-vector of row loads feed sixteen FMAs.
-template <int NC, typename Row>
-void dot_rows_four(const float* const* q, const Row* rows, int n_rows, int dim, float scale,
-                   float* const* s) {
-  constexpr int R = kAttnLanes / 4;
-  const int chunks = NC > 0 ? NC : dim / kAttnLanes, tail = NC > 0 ? 0 : dim % kAttnLanes;
-  for (int r0 = 0; r0 < n_rows; r0 += R) {
-    const int nr = std::min(R, n_rows - r0);
-    const Row* base = rows + size_t(r0) * dim;
-    AVec acc[kAttnLanes];
-    for (int r = 0; r < kAttnLanes; ++r) acc[r] = azero();
-    for (int c = 0; c < chunks; ++c) {
-      AVec qv[4];
-      for (int j = 0; j < 4; ++j) qv[j] = aload(q[j] + c * kAttnLanes);
-      for (int r = 0; r < R; ++r)
-        if (nr == R || r < nr) {
-          const AVec row = aload(base + size_t(r) * dim + c * kAttnLanes);
-          for (int j = 0; j < 4; ++j) acc[j * R + r] = afma(qv[j], row, acc[j * R + r]);
-        }
-    }
-    if (tail) {
-      const int full = chunks * kAttnLanes;
-      AVec qv[4];
-      for (int j = 0; j < 4; ++j) qv[j] = aload_n(q[j] + full, tail);
-      for (int r = 0; r < nr; ++r) {
-        const AVec row = aload_n(base + size_t(r) * dim + full, tail);
-        for (int j = 0; j < 4; ++j) acc[j * R + r] = afma(qv[j], row, acc[j * R + r]);
-      }
-    }
-    alignas(64) float out[kAttnLanes];
-    astore(out, amul(sum_lanes_of_rows(acc), aset1(scale)));
-    for (int j = 0; j < 4; ++j)
-      for (int r = 0; r < nr; ++r) s[j][r0 + r] = out[j * R + r];
-  }
-}
-
-template <typename Row>
-void dot_rows(const float* const* q, float* const* s, int n_q, const Row* rows, int n_rows, int dim,
-              float scale) {
+template <bool kFull, typename Row>
+void dot_keys_tile_all(const float* const* q, float* const* s, int n_q, const Row* tile, int block,
+                       int dim, int n, float scale, int at) {
   int j = 0;
-  for (; j + 4 <= n_q; j += 4) {
-    if (dim == 4 * kAttnLanes) dot_rows_four<4>(q + j, rows, n_rows, dim, scale, s + j);
-    else if (dim == 8 * kAttnLanes) dot_rows_four<8>(q + j, rows, n_rows, dim, scale, s + j);
-    else dot_rows_four<0>(q + j, rows, n_rows, dim, scale, s + j);
+  for (; j + 4 <= n_q; j += 4)
+    dot_keys_tile<4, kFull>(q + j, tile, block, dim, n, scale, s + j, at);
+  for (; j + 2 <= n_q; j += 2)
+    dot_keys_tile<2, kFull>(q + j, tile, block, dim, n, scale, s + j, at);
+  if (j < n_q) dot_keys_tile<1, kFull>(q + j, tile, block, dim, n, scale, s + j, at);
+}
+
+// Tile by tile, every query per tile while the tile is in L1.
+template <typename Row>
+void dot_keys(const float* const* q, float* const* s, int n_q, const Row* keys, int n_keys,
+              int block, int dim, float scale) {
+  for (int b0 = 0; b0 < n_keys; b0 += block) {
+    const Row* blk = keys + size_t(b0) * dim;
+    const int in_block = std::min(block, n_keys - b0);
+    for (int t0 = 0; t0 < in_block; t0 += kAttnLanes) {
+      const int n = std::min(kAttnLanes, in_block - t0);
+      if (n == kAttnLanes)
+        dot_keys_tile_all<true>(q, s, n_q, blk + t0, block, dim, n, scale, b0 + t0);
+      else
+        dot_keys_tile_all<false>(q, s, n_q, blk + t0, block, dim, n, scale, b0 + t0);
+    }
   }
-  for (; j + 2 <= n_q; j += 2) {
-    if (dim == 4 * kAttnLanes) dot_rows_two<4>(q[j], q[j + 1], rows, n_rows, dim, scale, s[j], s[j + 1]);
-    else if (dim == 8 * kAttnLanes) dot_rows_two<8>(q[j], q[j + 1], rows, n_rows, dim, scale, s[j], s[j + 1]);
-    else dot_rows_two<0>(q[j], q[j + 1], rows, n_rows, dim, scale, s[j], s[j + 1]);
-  }
-  if (j < n_q) dot_rows_one(q[j], rows, n_rows, dim, scale, s[j]);
 }
 
 // out[0, NV vectors) += sum over r of p[r] * rows[r], the NV vectors of out held in registers.

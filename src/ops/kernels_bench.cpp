@@ -77,7 +77,7 @@ void BM_Gemm(benchmark::State& state, GgmlType type) {
   state.SetLabel(std::string(ks.name) + (packed.empty() ? "" : " packed"));
 }
 
-constexpr int kKvRows = 256, kHeadDim = 128;
+constexpr int kKvRows = 256, kHeadDim = 128, kKvBlock = 16;  // the KV cache's block
 
 struct AttentionData {
   std::vector<uint16_t> rows_f16;
@@ -106,10 +106,12 @@ void BM_Attention(benchmark::State& state, bool values, bool f16) {
       ks.weighted_rows_f16(d.in.data(), d.outs.data(), n_q, d.rows_f16.data(), kKvRows, kHeadDim);
     else if (values)
       ks.weighted_rows(d.in.data(), d.outs.data(), n_q, d.rows.data(), kKvRows, kHeadDim);
-    else if (f16)
-      ks.dot_rows_f16(d.in.data(), d.outs.data(), n_q, d.rows_f16.data(), kKvRows, kHeadDim, 0.1f);
+    else if (f16)  // the same values as keys, read by dimension in blocks of kKvBlock
+      ks.dot_keys_f16(d.in.data(), d.outs.data(), n_q, d.rows_f16.data(), kKvRows, kKvBlock,
+                      kHeadDim, 0.1f);
     else
-      ks.dot_rows(d.in.data(), d.outs.data(), n_q, d.rows.data(), kKvRows, kHeadDim, 0.1f);
+      ks.dot_keys(d.in.data(), d.outs.data(), n_q, d.rows.data(), kKvRows, kKvBlock, kHeadDim,
+                  0.1f);
     benchmark::DoNotOptimize(d.out.data());
     benchmark::ClobberMemory();
   }
@@ -131,8 +133,8 @@ BENCHMARK_CAPTURE(BM_Gemm, Q6_K, GgmlType::Q6_K)->Apply(token_counts);
 BENCHMARK_CAPTURE(BM_Gemm, Q8_0, GgmlType::Q8_0)->Apply(token_counts);
 BENCHMARK_CAPTURE(BM_Gemm, Q4_0, GgmlType::Q4_0)->Apply(token_counts);
 BENCHMARK_CAPTURE(BM_Gemm, F16, GgmlType::F16)->Apply(token_counts);
-BENCHMARK_CAPTURE(BM_Attention, dot_f16, false, true)->Arg(1)->Arg(4)->Arg(16);
-BENCHMARK_CAPTURE(BM_Attention, dot_f32, false, false)->Arg(1)->Arg(4)->Arg(16);
+BENCHMARK_CAPTURE(BM_Attention, dot_f16, false, true)->Arg(1)->Arg(2)->Arg(4)->Arg(16);
+BENCHMARK_CAPTURE(BM_Attention, dot_f32, false, false)->Arg(1)->Arg(2)->Arg(4)->Arg(16);
 BENCHMARK_CAPTURE(BM_Attention, weighted_f16, true, true)->Arg(1)->Arg(4)->Arg(16);
 BENCHMARK_CAPTURE(BM_Attention, weighted_f32, true, false)->Arg(1)->Arg(4)->Arg(16);
 

@@ -1493,8 +1493,8 @@ KernelSet make(const char* name) {
   k.gemm_packed[int(GgmlType::Q4_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q4_0>::T>;
   k.gemm_packed[int(GgmlType::Q5_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q5_0>::T>;
   k.gemm_packed[int(GgmlType::Q8_0)] = run_tiles<PackedBlock32Tile<GgmlType::Q8_0>::T>;
-  k.dot_rows = dot_rows<float>;
-  k.dot_rows_f16 = dot_rows<uint16_t>;
+  k.dot_keys = dot_keys<float>;
+  k.dot_keys_f16 = dot_keys<uint16_t>;
   k.weighted_rows = weighted_rows<float>;
   k.weighted_rows_f16 = weighted_rows<uint16_t>;
   k.softmax = softmax;

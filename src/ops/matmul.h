@@ -91,12 +91,16 @@ struct KernelSet {
   GemmKernel gemm_packed[kGgmlTypeLimit];
   // Attention over KV rows, F32 or F16 (the _f16 kernels convert values as they load them,
   // exactly, so they give what the float kernels give over the converted rows).
-  // For each of n_q queries j: s[j][r] = scale * (q[j] . rows[r]) for n_rows rows of dim
-  // values. A query's scores are the same whatever other queries share the call.
-  void (*dot_rows)(const float* const* q, float* const* s, int n_q, const float* rows, int n_rows, int dim,
-                   float scale);
-  void (*dot_rows_f16)(const float* const* q, float* const* s, int n_q, const uint16_t* rows,
-                       int n_rows, int dim, float scale);
+  // Keys are stored by dimension within blocks of `block` keys (each dimension's values for the
+  // block's keys together): key t's value i at keys[(t / block) * block * dim + i * block +
+  // t % block]. For each of n_q queries j: s[j][t] = scale * (q[j] . key t) for n_keys keys,
+  // summed as four interleaved partial sums (value i into sum i mod 4 by fused multiply-add),
+  // then (p0 + p1) + (p2 + p3): the same in every kernel set, whatever other queries share the
+  // call.
+  void (*dot_keys)(const float* const* q, float* const* s, int n_q, const float* keys, int n_keys,
+                   int block, int dim, float scale);
+  void (*dot_keys_f16)(const float* const* q, float* const* s, int n_q, const uint16_t* keys,
+                       int n_keys, int block, int dim, float scale);
   // For each of n_q queries j: out[j] += sum over r of p[j][r] * rows[r], one fused multiply-add
   // per row and element in row order (so the result is the same however the rows are split
   // into calls, and whatever other queries share the call).

@@ -140,13 +140,15 @@ inline float value(float x) { return x; }
 inline float value(uint16_t x) { return fp16_to_float(x); }
 
 template <typename Row>
-void dot_rows(const float* const* q, float* const* s, int n_q, const Row* rows, int n_rows, int dim,
-              float scale) {
+void dot_keys(const float* const* q, float* const* s, int n_q, const Row* keys, int n_keys,
+              int block, int dim, float scale) {
   for (int j = 0; j < n_q; ++j)
-    for (int r = 0; r < n_rows; ++r) {
-      float d = 0;
-      for (int i = 0; i < dim; ++i) d += q[j][i] * value(rows[size_t(r) * dim + i]);
-      s[j][r] = d * scale;
+    for (int t = 0; t < n_keys; ++t) {
+      const Row* key = keys + size_t(t / block) * block * dim + t % block;
+      float p[4] = {};
+      for (int i = 0; i < dim; ++i)
+        p[i % 4] = std::fma(q[j][i], value(key[size_t(i) * block]), p[i % 4]);
+      s[j][t] = ((p[0] + p[1]) + (p[2] + p[3])) * scale;
     }
 }
 template <typename Row>
@@ -178,8 +180,8 @@ KernelSet make() {
   k.gemm[int(GgmlType::Q4_K)] = gemm<GgmlType::Q4_K>;
   k.gemm[int(GgmlType::Q5_K)] = gemm<GgmlType::Q5_K>;
   k.gemm[int(GgmlType::Q6_K)] = gemm<GgmlType::Q6_K>;
-  k.dot_rows = dot_rows<float>;
-  k.dot_rows_f16 = dot_rows<uint16_t>;
+  k.dot_keys = dot_keys<float>;
+  k.dot_keys_f16 = dot_keys<uint16_t>;
   k.weighted_rows = weighted_rows<float>;
   k.weighted_rows_f16 = weighted_rows<uint16_t>;
   k.softmax = softmax_rounded;

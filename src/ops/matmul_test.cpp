@@ -283,11 +283,11 @@ TEST(Matmul, ThreadCountDoesNotChangeResults) {
 // The attention kernels against float64: a dot product's error is that of float32 summation
 // (1e-6 of the sum of magnitudes covers 77 terms); weighted rows are one FMA per row and
 // element, so splitting the rows over two calls changes nothing. 21 rows cover a full group of
-// vector lanes and a partial one; a row's score must not depend on its group. Several queries
-// share a call (each row vector is loaded once for two of them): every query's results must
-// be exactly those it gets alone, for any number of queries and rows. The F16 kernels convert
-// exactly, so over F16 rows they must give bit for bit what the float kernels give over the
-// converted rows.
+// vector lanes and a partial one, and keys come in blocks of 8 (whole AVX2 tiles, part of an
+// AVX-512 one), 16 and 21 (one block of any size). A query's scores are the same alone, with
+// other queries, or block by block, and the same in every kernel set (their arithmetic is
+// specified lane by lane). The F16 kernels convert exactly, so over F16 rows they must give
+// bit for bit what the float kernels give over the converted rows.
 TEST(AttentionKernels, DotsAndWeightedRowsMatchFloat64) {
   for (int n : {77, 128}) {  // any length, and a usual head size (unrolled kernels)
     const int rows = 21, n_q = 5;
@@ -295,38 +295,63 @@ TEST(AttentionKernels, DotsAndWeightedRowsMatchFloat64) {
                              ps = random_normal(size_t(rows) * n_q, 11);
     std::vector<uint16_t> y(yf.size());
     for (size_t i = 0; i < y.size(); ++i) y[i] = float_to_fp16(yf[i]);
+    std::vector<float> yc(y.size());
+    for (size_t i = 0; i < y.size(); ++i) yc[i] = fp16_to_float(y[i]);
+    std::vector<const float*> q_at(n_q), p_at(n_q);
+    for (int j = 0; j < n_q; ++j) {
+      q_at[j] = qs.data() + size_t(j) * n;
+      p_at[j] = ps.data() + size_t(j) * rows;
+    }
+    for (int block : {8, 16, 21}) {
+      // The rows as keys stored by dimension in blocks (the last one partly used).
+      const int n_blocks = (rows + block - 1) / block;
+      std::vector<uint16_t> keys16(size_t(n_blocks) * block * n);
+      std::vector<float> keys(keys16.size());
+      for (int t = 0; t < rows; ++t)
+        for (int i = 0; i < n; ++i) {
+          const size_t at = size_t(t / block) * block * n + size_t(i) * block + t % block;
+          keys16[at] = y[size_t(t) * n + i];
+          keys[at] = yc[size_t(t) * n + i];
+        }
+      std::vector<float> scalar_scores;
+      for (SimdLevel level : available_levels()) {
+        const KernelSet& k = kernels_for(level);
+        std::vector<float> s(size_t(rows) * n_q), s16(s.size()), alone(s.size()),
+            by_block(s.size());
+        std::vector<float*> s_at(n_q), s16_at(n_q), by_block_at(n_q);
+        for (int j = 0; j < n_q; ++j) {
+          s_at[j] = s.data() + size_t(j) * rows;
+          s16_at[j] = s16.data() + size_t(j) * rows;
+          by_block_at[j] = by_block.data() + size_t(j) * rows;
+          float* alone_at = alone.data() + size_t(j) * rows;
+          k.dot_keys(&q_at[j], &alone_at, 1, keys.data(), rows, block, n, 0.5f);
+        }
+        k.dot_keys(q_at.data(), s_at.data(), n_q, keys.data(), rows, block, n, 0.5f);
+        k.dot_keys_f16(q_at.data(), s16_at.data(), n_q, keys16.data(), rows, block, n, 0.5f);
+        for (int b = 0; b < n_blocks; ++b) {
+          std::vector<float*> at(n_q);
+          for (int j = 0; j < n_q; ++j) at[j] = by_block_at[j] + b * block;
+          k.dot_keys(q_at.data(), at.data(), n_q, keys.data() + size_t(b) * block * n,
+                     std::min(block, rows - b * block), block, n, 0.5f);
+        }
+        EXPECT_EQ(s16, s) << k.name;
+        EXPECT_EQ(alone, s) << k.name;
+        EXPECT_EQ(by_block, s) << k.name;
+        if (scalar_scores.empty()) scalar_scores = s;
+        EXPECT_EQ(s, scalar_scores) << k.name << " against the first kernel set";
+        for (int j = 0; j < n_q; ++j)
+          for (int r = 0; r < rows; ++r) {
+            double ref = 0, mag = 0;
+            for (int i = 0; i < n; ++i) {
+              ref += double(q_at[j][i]) * yc[size_t(r) * n + i];
+              mag += std::fabs(double(q_at[j][i]) * yc[size_t(r) * n + i]);
+            }
+            EXPECT_NEAR(s_at[j][r], 0.5 * ref, 1e-6 * mag) << k.name;
+          }
+      }
+    }
     for (SimdLevel level : available_levels()) {
       const KernelSet& k = kernels_for(level);
-      std::vector<float> yc(y.size());
-      for (size_t i = 0; i < y.size(); ++i) yc[i] = fp16_to_float(y[i]);
-      std::vector<float> s(size_t(rows) * n_q);
-      std::vector<const float*> q_at(n_q), p_at(n_q);
-      std::vector<float*> s_at(n_q);
-      for (int j = 0; j < n_q; ++j) {
-        q_at[j] = qs.data() + size_t(j) * n;
-        p_at[j] = ps.data() + size_t(j) * rows;
-        s_at[j] = s.data() + size_t(j) * rows;
-      }
-      k.dot_rows(q_at.data(), s_at.data(), n_q, yc.data(), rows, n, 0.5f);
-      std::vector<float> s16(s.size());
-      std::vector<float*> s16_at(n_q);
-      for (int j = 0; j < n_q; ++j) s16_at[j] = s16.data() + size_t(j) * rows;
-      k.dot_rows_f16(q_at.data(), s16_at.data(), n_q, y.data(), rows, n, 0.5f);
-      EXPECT_EQ(s16, s) << k.name;
-      for (int j = 0; j < n_q; ++j)
-        for (int r = 0; r < rows; ++r) {
-          const float* q = q_at[j];
-          double ref = 0, mag = 0;
-          for (int i = 0; i < n; ++i) {
-            ref += double(q[i]) * yc[size_t(r) * n + i];
-            mag += std::fabs(double(q[i]) * yc[size_t(r) * n + i]);
-          }
-          EXPECT_NEAR(s_at[j][r], 0.5 * ref, 1e-6 * mag) << k.name;
-          float alone;
-          float* alone_at = &alone;
-          k.dot_rows(&q, &alone_at, 1, yc.data() + size_t(r) * n, 1, n, 0.5f);
-          EXPECT_EQ(alone, s_at[j][r]) << k.name << " query " << j << " row " << r;
-        }
       std::vector<float> whole(qs), split(qs), alone(qs), whole16(qs);
       std::vector<float*> whole_at(n_q), split_at(n_q), whole16_at(n_q);
       for (int j = 0; j < n_q; ++j) {
