@@ -128,45 +128,57 @@ void BatchForward::plan_attention(const std::vector<BatchToken>& batch, const Kv
   }
 }
 
-// Each block's readers (uses of one index and block), appended to the span that ends just
-// before it when that span's readers are the same tokens, all saw its whole last block, and
-// the block is the pool's next one (so the span's rows stay contiguous). Q8_0 rows are
-// dequantized per block into scratch, so their spans stay one block long.
+// Each block's readers (uses of one index and block) continue the span of the previous index
+// when that span's readers are the same tokens and all saw its whole last block. Q8_0 rows
+// are dequantized per block into scratch, so their spans stay one block long.
 void BatchForward::join_spans(AttentionRange& range, const KvPool& kv) {
   const int bt = kv.block_tokens();
   const bool may_join = kv.config().type != KvType::kQ8_0;
   const std::vector<BlockUse>& uses = range.uses;
   range.spans.clear();
   range.reads.clear();
-  // Spans that may take the block with this id next.
-  std::unordered_map<int32_t, size_t> open;
+  // Spans that may take a block at the next index, by their first reader and that index.
+  std::unordered_map<int64_t, size_t> open;
+  auto next = [](int32_t token, int32_t index) { return (int64_t(token) << 32) | uint32_t(index); };
+  std::vector<std::pair<size_t, int32_t>> blocks;  // each group's span and block, in index order
   for (size_t g = 0, end; g < uses.size(); g = end) {
     bool full = true;
     for (end = g;
          end < uses.size() && uses[end].index == uses[g].index && uses[end].block == uses[g].block;
          ++end)
       full = full && uses[end].rows == bt;
-    const auto it = may_join ? open.find(uses[g].block) : open.end();
-    bool joined = false;
+    const auto it = may_join ? open.find(next(uses[g].token, uses[g].index)) : open.end();
+    size_t at = range.spans.size();
     if (it != open.end()) {
-      BlockSpan& span = range.spans[it->second];
-      joined = span.index + span.blocks == uses[g].index && span.r1 - span.r0 == end - g;
-      for (size_t k = 0; joined && k < end - g; ++k)
-        joined = range.reads[span.r0 + k].token == uses[g + k].token;
+      const BlockSpan& span = range.spans[it->second];
+      bool same = span.r1 - span.r0 == end - g;
+      for (size_t k = 0; same && k < end - g; ++k)
+        same = range.reads[span.r0 + k].token == uses[g + k].token;
+      if (same) at = it->second;
       open.erase(it);
-      if (joined) {
-        for (size_t k = 0; k < end - g; ++k) range.reads[span.r0 + k].rows += uses[g + k].rows;
-        ++span.blocks;
-        if (full) open[uses[g].block + 1] = size_t(&span - range.spans.data());
-      }
     }
-    if (!joined) {
+    if (at < range.spans.size()) {
+      BlockSpan& span = range.spans[at];
+      for (size_t k = 0; k < end - g; ++k) range.reads[span.r0 + k].rows += uses[g + k].rows;
+      ++span.blocks;
+    } else {
       range.spans.push_back(
-          {uses[g].index, uses[g].block, 1, range.reads.size(), range.reads.size() + (end - g)});
+          {uses[g].index, 1, 0, range.reads.size(), range.reads.size() + (end - g)});
       for (size_t u = g; u < end; ++u) range.reads.push_back({uses[u].token, uses[u].rows});
-      if (full) open[uses[g].block + 1] = range.spans.size() - 1;
     }
+    blocks.emplace_back(at, uses[g].block);
+    if (full) open[next(uses[g].token, uses[g].index + 1)] = at;
   }
+  // Each span's blocks together, in index order.
+  size_t offset = 0;
+  for (BlockSpan& span : range.spans) {
+    span.b0 = offset;
+    offset += size_t(span.blocks);
+  }
+  range.blocks.resize(offset);
+  std::vector<size_t> filled(range.spans.size(), 0);
+  for (const auto& [span, block] : blocks)
+    range.blocks[range.spans[span].b0 + filled[span]++] = block;
 }
 
 // Causal attention of every batch token over its own sequence's cached positions 0..pos.
@@ -215,6 +227,7 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
       thread_local std::vector<const float*> in;
       thread_local std::vector<float*> out;
       thread_local std::vector<int> n_rows;
+      thread_local std::vector<const uint8_t*> stored;
       const size_t most = size_t(range.t1 - range.t0) * group;
       if (in.size() < most) {
         in.resize(most);
@@ -227,9 +240,17 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
           for (size_t r = span.r0; r < span.r1; ++r)
             if (range.reads[r].token % shares == share) need = std::max(need, range.reads[r].rows);
           if (need == 0) continue;
-          const uint8_t* stored =
-              values ? kv.values(span.block, layer, kvh) : kv.keys(span.block, layer, kvh);
-          if (type == KvType::kQ8_0) dequantize_rows(stored, !values, need, rows);
+          // The span's blocks (Q8_0: its one block, dequantized).
+          if (stored.size() < size_t(span.blocks)) stored.resize(size_t(span.blocks));
+          for (int b = 0; b < span.blocks; ++b) {
+            const int32_t block = range.blocks[span.b0 + size_t(b)];
+            stored[size_t(b)] = values ? kv.values(block, layer, kvh) : kv.keys(block, layer, kvh);
+          }
+          if (type == KvType::kQ8_0) {
+            dequantize_rows(stored[0], !values, need, rows);
+            stored[0] = reinterpret_cast<const uint8_t*>(rows);
+          }
+          const int block = type == KvType::kQ8_0 ? need : bt;
           // Every query of this share that reads the span, in runs that see the same rows.
           size_t n_q = 0;
           for (size_t r = span.r0; r < span.r1; ++r) {
@@ -247,19 +268,20 @@ void BatchForward::attention(int layer, const std::vector<BatchToken>& batch, co
             for (j1 = j0 + 1; j1 < n_q && n_rows[j1] == n_rows[j0];) ++j1;
             const int n_q_run = int(j1 - j0), nr = n_rows[j0];
             if (f16) {
-              const auto* rows16 = reinterpret_cast<const uint16_t*>(stored);
+              const KvSpan<uint16_t> span_rows{
+                  reinterpret_cast<const uint16_t* const*>(stored.data()), block, nr,
+                  values ? hdv : hd};
               if (values)
-                kern.weighted_rows_f16(&in[j0], &out[j0], n_q_run, rows16, nr, hdv);
+                kern.weighted_rows_f16(&in[j0], &out[j0], n_q_run, span_rows);
               else
-                kern.dot_keys_f16(&in[j0], &out[j0], n_q_run, rows16, nr, bt, hd, scale);
+                kern.dot_keys_f16(&in[j0], &out[j0], n_q_run, span_rows, scale);
             } else {
-              const float* rows32 =
-                  type == KvType::kF32 ? reinterpret_cast<const float*>(stored) : rows;
+              const KvSpan<float> span_rows{reinterpret_cast<const float* const*>(stored.data()),
+                                            block, nr, values ? hdv : hd};
               if (values)
-                kern.weighted_rows(&in[j0], &out[j0], n_q_run, rows32, nr, hdv);
+                kern.weighted_rows(&in[j0], &out[j0], n_q_run, span_rows);
               else
-                kern.dot_keys(&in[j0], &out[j0], n_q_run, rows32, nr,
-                              type == KvType::kF32 ? bt : need, hd, scale);
+                kern.dot_keys(&in[j0], &out[j0], n_q_run, span_rows, scale);
             }
           }
         }

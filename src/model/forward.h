@@ -51,13 +51,13 @@ class BatchForward {
   struct BlockUse {
     int32_t index, block, token, rows;
   };
-  // Consecutive blocks of the same readers that lie next to each other in the pool (a shared
-  // prompt allocated in order): read in one kernel call, so the kernels' per-call work (the
-  // weighted sums' accumulators, loaded and stored) is done once per span, not per block.
-  // Its readers are reads[r0, r1): each token and the rows it sees in the whole span.
+  // Blocks at consecutive indices read by the same queries (a shared prompt, a sequence's own
+  // tail): read in one kernel call, so the weighted sums keep their accumulators in registers
+  // across blocks. Its blocks are blocks[b0, b0 + blocks), its readers reads[r0, r1): each
+  // token and the rows it sees in the whole span.
   struct BlockSpan {
-    int32_t index, block, blocks;
-    size_t r0, r1;
+    int32_t index, blocks;
+    size_t b0, r0, r1;
   };
   struct SpanRead {
     int32_t token, rows;
@@ -67,6 +67,7 @@ class BatchForward {
     std::vector<BlockUse> uses;
     std::vector<BlockSpan> spans;  // in order of first index, so a query meets keys in order
     std::vector<SpanRead> reads;
+    std::vector<int32_t> blocks;   // the spans' pool blocks
     std::vector<size_t> score_at;  // where each token's scores start, and the end
   };
   void plan_attention(const std::vector<BatchToken>& batch, const KvPool& kv,

@@ -194,127 +194,99 @@ void dot_keys_tile_all(const float* const* q, float* const* s, int n_q, const Ro
 
 // Tile by tile, every query per tile while the tile is in L1.
 template <typename Row>
-void dot_keys(const float* const* q, float* const* s, int n_q, const Row* keys, int n_keys,
-              int block, int dim, float scale) {
-  for (int b0 = 0; b0 < n_keys; b0 += block) {
-    const Row* blk = keys + size_t(b0) * dim;
-    const int in_block = std::min(block, n_keys - b0);
+void dot_keys(const float* const* q, float* const* s, int n_q, const KvSpan<Row>& keys,
+              float scale) {
+  for (int b0 = 0, b = 0; b0 < keys.rows; b0 += keys.block, ++b) {
+    const int in_block = std::min(keys.block, keys.rows - b0);
     for (int t0 = 0; t0 < in_block; t0 += kAttnLanes) {
       const int n = std::min(kAttnLanes, in_block - t0);
+      const Row* tile = keys.blocks[b] + t0;
       if (n == kAttnLanes)
-        dot_keys_tile_all<true>(q, s, n_q, blk + t0, block, dim, n, scale, b0 + t0);
+        dot_keys_tile_all<true>(q, s, n_q, tile, keys.block, keys.dim, n, scale, b0 + t0);
       else
-        dot_keys_tile_all<false>(q, s, n_q, blk + t0, block, dim, n, scale, b0 + t0);
+        dot_keys_tile_all<false>(q, s, n_q, tile, keys.block, keys.dim, n, scale, b0 + t0);
     }
   }
 }
 
-// out[0, NV vectors) += sum over r of p[r] * rows[r], the NV vectors of out held in registers.
-template <int NV, typename Row>
-void weighted_panel(const float* p, const Row* rows, int n_rows, int dim, float* out) {
-  AVec acc[NV];
-  for (int j = 0; j < NV; ++j) acc[j] = aload(out + j * kAttnLanes);
-  for (int r = 0; r < n_rows; ++r) {
-    const AVec pr = aset1(p[r]);
-    const Row* row = rows + size_t(r) * dim;
-    for (int j = 0; j < NV; ++j) acc[j] = afma(pr, aload(row + j * kAttnLanes), acc[j]);
+// fn(r, row r from value col on) for the span's rows in order.
+template <typename Row, typename Fn>
+inline void for_each_row(const KvSpan<Row>& v, int col, Fn&& fn) {
+  for (int b0 = 0, b = 0; b0 < v.rows; b0 += v.block, ++b) {
+    const Row* row = v.blocks[b] + col;
+    const int end = std::min(v.rows, b0 + v.block);
+    for (int r = b0; r < end; ++r, row += v.dim) fn(r, row);
   }
-  for (int j = 0; j < NV; ++j) astore(out + j * kAttnLanes, acc[j]);
 }
 
-// out[i] += sum over r of p[r] * rows[r][i] for i in [from, dim): one FMA per row in row order,
+// Q queries' panels of NV vectors from value col on: per row, Q broadcasts and NV row loads
+// feed Q NV FMAs.
+template <int Q, int NV, typename Row>
+void weighted_panels(const float* const* p, const KvSpan<Row>& v, float* const* out, int col) {
+  AVec acc[Q][NV];
+  for (int q = 0; q < Q; ++q)
+    for (int j = 0; j < NV; ++j) acc[q][j] = aload(out[q] + col + j * kAttnLanes);
+  for_each_row(v, col, [&](int r, const Row* row) {
+    AVec w[Q];
+    for (int q = 0; q < Q; ++q) w[q] = aset1(p[q][r]);
+    for (int j = 0; j < NV; ++j) {
+      const AVec x = aload(row + j * kAttnLanes);
+      for (int q = 0; q < Q; ++q) acc[q][j] = afma(w[q], x, acc[q][j]);
+    }
+  });
+  for (int q = 0; q < Q; ++q)
+    for (int j = 0; j < NV; ++j) astore(out[q] + col + j * kAttnLanes, acc[q][j]);
+}
+
+// out[i] += sum over r of p[r] * row r [i] for i in [from, dim): one FMA per row in row order,
 // in panels of up to 8 vectors.
 template <typename Row>
-void weighted_cols(const float* p, const Row* rows, int n_rows, int dim, int from, float* out) {
+void weighted_cols(const float* p, const KvSpan<Row>& v, int from, float* out) {
   int i = from;
-  for (; i + 8 * kAttnLanes <= dim; i += 8 * kAttnLanes) weighted_panel<8>(p, rows + i, n_rows, dim, out + i);
-  const int rest = (dim - i) / kAttnLanes;
-  switch (rest) {
-    case 7: weighted_panel<7>(p, rows + i, n_rows, dim, out + i); break;
-    case 6: weighted_panel<6>(p, rows + i, n_rows, dim, out + i); break;
-    case 5: weighted_panel<5>(p, rows + i, n_rows, dim, out + i); break;
-    case 4: weighted_panel<4>(p, rows + i, n_rows, dim, out + i); break;
-    case 3: weighted_panel<3>(p, rows + i, n_rows, dim, out + i); break;
-    case 2: weighted_panel<2>(p, rows + i, n_rows, dim, out + i); break;
-    case 1: weighted_panel<1>(p, rows + i, n_rows, dim, out + i); break;
-    default: break;
+  for (; i + 8 * kAttnLanes <= v.dim; i += 8 * kAttnLanes) weighted_panels<1, 8>(&p, v, &out, i);
+  if (i + 4 * kAttnLanes <= v.dim) {
+    weighted_panels<1, 4>(&p, v, &out, i);
+    i += 4 * kAttnLanes;
   }
-  i += rest * kAttnLanes;
-  if (const int tail = dim - i) {
+  if (i + 2 * kAttnLanes <= v.dim) {
+    weighted_panels<1, 2>(&p, v, &out, i);
+    i += 2 * kAttnLanes;
+  }
+  if (i + kAttnLanes <= v.dim) {
+    weighted_panels<1, 1>(&p, v, &out, i);
+    i += kAttnLanes;
+  }
+  if (const int tail = v.dim - i) {
     AVec acc = aload_n(out + i, tail);
-    for (int r = 0; r < n_rows; ++r) acc = afma(aset1(p[r]), aload_n(rows + size_t(r) * dim + i, tail), acc);
+    for_each_row(v, i,
+                 [&](int r, const Row* row) { acc = afma(aset1(p[r]), aload_n(row, tail), acc); });
     astore_n(out + i, acc, tail);
   }
 }
 
-// Two queries' panels of NV vectors, each row vector loaded once for both.
-template <int NV, typename Row>
-void weighted_panel_two(const float* p0, const float* p1, const Row* rows, int n_rows, int dim,
-                        float* out0, float* out1) {
-  AVec a0[NV], a1[NV];
-  for (int j = 0; j < NV; ++j) {
-    a0[j] = aload(out0 + j * kAttnLanes);
-    a1[j] = aload(out1 + j * kAttnLanes);
-  }
-  for (int r = 0; r < n_rows; ++r) {
-    const AVec w0 = aset1(p0[r]), w1 = aset1(p1[r]);
-    const Row* row = rows + size_t(r) * dim;
-    for (int j = 0; j < NV; ++j) {
-      const AVec v = aload(row + j * kAttnLanes);
-      a0[j] = afma(w0, v, a0[j]);
-      a1[j] = afma(w1, v, a1[j]);
-    }
-  }
-  for (int j = 0; j < NV; ++j) {
-    astore(out0 + j * kAttnLanes, a0[j]);
-    astore(out1 + j * kAttnLanes, a1[j]);
-  }
-}
-
-// Four queries' panels of NV vectors: per row, four broadcasts and NV row loads feed 4 NV FMAs.
-template <int NV, typename Row>
-void weighted_panel_four(const float* const* p, const Row* rows, int n_rows, int dim,
-                         float* const* out, int col) {
-  AVec acc[4][NV];
-  for (int q = 0; q < 4; ++q)
-    for (int j = 0; j < NV; ++j) acc[q][j] = aload(out[q] + col + j * kAttnLanes);
-  for (int r = 0; r < n_rows; ++r) {
-    AVec w[4];
-    for (int q = 0; q < 4; ++q) w[q] = aset1(p[q][r]);
-    const Row* row = rows + size_t(r) * dim + col;
-    for (int j = 0; j < NV; ++j) {
-      const AVec v = aload(row + j * kAttnLanes);
-      for (int q = 0; q < 4; ++q) acc[q][j] = afma(w[q], v, acc[q][j]);
-    }
-  }
-  for (int q = 0; q < 4; ++q)
-    for (int j = 0; j < NV; ++j) astore(out[q] + col + j * kAttnLanes, acc[q][j]);
-}
-
 // Each query's elements see the same FMAs in the same order as weighted_cols gives them.
 template <typename Row>
-void weighted_rows(const float* const* p, float* const* out, int n_q, const Row* rows, int n_rows,
-                   int dim) {
+void weighted_rows(const float* const* p, float* const* out, int n_q, const KvSpan<Row>& v) {
   constexpr int kPanel = kAttnLanes == 16 ? 8 : 4;  // two queries' accumulators fill half the registers
   constexpr int kPanel4 = kPanel / 2;               // four queries'
   int j = 0;
   for (; j + 4 <= n_q; j += 4) {
     int i = 0;
-    for (; i + kPanel4 * kAttnLanes <= dim; i += kPanel4 * kAttnLanes)
-      weighted_panel_four<kPanel4>(p + j, rows, n_rows, dim, out + j, i);
-    if (i < dim)
-      for (int q = j; q < j + 4; ++q) weighted_cols(p[q], rows, n_rows, dim, i, out[q]);
+    for (; i + kPanel4 * kAttnLanes <= v.dim; i += kPanel4 * kAttnLanes)
+      weighted_panels<4, kPanel4>(p + j, v, out + j, i);
+    if (i < v.dim)
+      for (int q = j; q < j + 4; ++q) weighted_cols(p[q], v, i, out[q]);
   }
   for (; j + 2 <= n_q; j += 2) {
     int i = 0;
-    for (; i + kPanel * kAttnLanes <= dim; i += kPanel * kAttnLanes)
-      weighted_panel_two<kPanel>(p[j], p[j + 1], rows + i, n_rows, dim, out[j] + i, out[j + 1] + i);
-    if (i < dim) {
-      weighted_cols(p[j], rows, n_rows, dim, i, out[j]);
-      weighted_cols(p[j + 1], rows, n_rows, dim, i, out[j + 1]);
+    for (; i + kPanel * kAttnLanes <= v.dim; i += kPanel * kAttnLanes)
+      weighted_panels<2, kPanel>(p + j, v, out + j, i);
+    if (i < v.dim) {
+      weighted_cols(p[j], v, i, out[j]);
+      weighted_cols(p[j + 1], v, i, out[j + 1]);
     }
   }
-  if (j < n_q) weighted_cols(p[j], rows, n_rows, dim, 0, out[j]);
+  if (j < n_q) weighted_cols(p[j], v, 0, out[j]);
 }
 
 // x *= silu(gate) = gate * sigmoid(gate), with sigmoid from e = exp(-|gate|) (never

@@ -79,14 +79,22 @@ void BM_Gemm(benchmark::State& state, GgmlType type) {
 
 constexpr int kKvRows = 256, kHeadDim = 128, kKvBlock = 16;  // the KV cache's block
 
+// Random keys or values in blocks of kKvBlock rows, one after another (a sequence's blocks
+// as the pool allocates them in order); keys are stored by dimension within a block, values
+// as rows, the same bytes either way.
 struct AttentionData {
   std::vector<uint16_t> rows_f16;
   std::vector<float> rows, q, out;
-  std::vector<const float*> in;
+  std::vector<const float*> in, blocks;
+  std::vector<const uint16_t*> blocks_f16;
   std::vector<float*> outs;
   AttentionData(int n_q, bool values) {
     rows = random_values(size_t(kKvRows) * kHeadDim, 3);
     for (float v : rows) rows_f16.push_back(float_to_fp16(v));
+    for (int b = 0; b < kKvRows / kKvBlock; ++b) {
+      blocks.push_back(rows.data() + size_t(b) * kKvBlock * kHeadDim);
+      blocks_f16.push_back(rows_f16.data() + size_t(b) * kKvBlock * kHeadDim);
+    }
     const int in_len = values ? kKvRows : kHeadDim, out_len = values ? kHeadDim : kKvRows;
     q = random_values(size_t(n_q) * in_len, 4);
     out.assign(size_t(n_q) * out_len, 0.0f);
@@ -101,17 +109,17 @@ void BM_Attention(benchmark::State& state, bool values, bool f16) {
   const int n_q = int(state.range(0));
   const KernelSet& ks = kernels();
   AttentionData d(n_q, values);
+  const KvSpan<float> span{d.blocks.data(), kKvBlock, kKvRows, kHeadDim};
+  const KvSpan<uint16_t> span16{d.blocks_f16.data(), kKvBlock, kKvRows, kHeadDim};
   for (auto _ : state) {
     if (values && f16)
-      ks.weighted_rows_f16(d.in.data(), d.outs.data(), n_q, d.rows_f16.data(), kKvRows, kHeadDim);
+      ks.weighted_rows_f16(d.in.data(), d.outs.data(), n_q, span16);
     else if (values)
-      ks.weighted_rows(d.in.data(), d.outs.data(), n_q, d.rows.data(), kKvRows, kHeadDim);
-    else if (f16)  // the same values as keys, read by dimension in blocks of kKvBlock
-      ks.dot_keys_f16(d.in.data(), d.outs.data(), n_q, d.rows_f16.data(), kKvRows, kKvBlock,
-                      kHeadDim, 0.1f);
+      ks.weighted_rows(d.in.data(), d.outs.data(), n_q, span);
+    else if (f16)
+      ks.dot_keys_f16(d.in.data(), d.outs.data(), n_q, span16, 0.1f);
     else
-      ks.dot_keys(d.in.data(), d.outs.data(), n_q, d.rows.data(), kKvRows, kKvBlock, kHeadDim,
-                  0.1f);
+      ks.dot_keys(d.in.data(), d.outs.data(), n_q, span, 0.1f);
     benchmark::DoNotOptimize(d.out.data());
     benchmark::ClobberMemory();
   }
@@ -135,8 +143,8 @@ BENCHMARK_CAPTURE(BM_Gemm, Q4_0, GgmlType::Q4_0)->Apply(token_counts);
 BENCHMARK_CAPTURE(BM_Gemm, F16, GgmlType::F16)->Apply(token_counts);
 BENCHMARK_CAPTURE(BM_Attention, dot_f16, false, true)->Arg(1)->Arg(2)->Arg(4)->Arg(16);
 BENCHMARK_CAPTURE(BM_Attention, dot_f32, false, false)->Arg(1)->Arg(2)->Arg(4)->Arg(16);
-BENCHMARK_CAPTURE(BM_Attention, weighted_f16, true, true)->Arg(1)->Arg(4)->Arg(16);
-BENCHMARK_CAPTURE(BM_Attention, weighted_f32, true, false)->Arg(1)->Arg(4)->Arg(16);
+BENCHMARK_CAPTURE(BM_Attention, weighted_f16, true, true)->Arg(1)->Arg(2)->Arg(4)->Arg(16);
+BENCHMARK_CAPTURE(BM_Attention, weighted_f32, true, false)->Arg(1)->Arg(2)->Arg(4)->Arg(16);
 
 }  // namespace
 }  // namespace muse

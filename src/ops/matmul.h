@@ -81,6 +81,16 @@ using GemmKernel = void (*)(const GemmTask&);
 constexpr int kRowGroup = 16;  // rows per group in the batched kernels (one AVX-512 vector)
 constexpr int kBatchedMinTokens = 24;  // from this many tokens on, the batched kernels pay off (measured: per-row kernels win at 8 and 16 tokens, batched at 31)
 
+// A run of KV blocks of one head as the attention kernels read it: `rows` rows of `dim`
+// values in blocks of `block` rows, block b at blocks[b]. Values are stored as rows (row r's
+// value i at blocks[r / block][(r % block) * dim + i]), keys by dimension (key t's value i at
+// blocks[t / block][i * block + t % block]; see kv/kv_pool.h).
+template <typename Row>
+struct KvSpan {
+  const Row* const* blocks;
+  int block, rows, dim;
+};
+
 struct KernelSet {
   const char* name;
   GemmKernel gemm[kGgmlTypeLimit];
@@ -89,24 +99,23 @@ struct KernelSet {
   // Kernels over weights packed at load (ops/packed_weights.h): g.w is the packed matrix and
   // [r0, r1) whole groups of kRowGroup rows; any number of tokens. Null where the set has none.
   GemmKernel gemm_packed[kGgmlTypeLimit];
-  // Attention over KV rows, F32 or F16 (the _f16 kernels convert values as they load them,
-  // exactly, so they give what the float kernels give over the converted rows).
-  // Keys are stored by dimension within blocks of `block` keys (each dimension's values for the
-  // block's keys together): key t's value i at keys[(t / block) * block * dim + i * block +
-  // t % block]. For each of n_q queries j: s[j][t] = scale * (q[j] . key t) for n_keys keys,
-  // summed as four interleaved partial sums (value i into sum i mod 4 by fused multiply-add),
-  // then (p0 + p1) + (p2 + p3): the same in every kernel set, whatever other queries share the
-  // call.
-  void (*dot_keys)(const float* const* q, float* const* s, int n_q, const float* keys, int n_keys,
-                   int block, int dim, float scale);
-  void (*dot_keys_f16)(const float* const* q, float* const* s, int n_q, const uint16_t* keys,
-                       int n_keys, int block, int dim, float scale);
-  // For each of n_q queries j: out[j] += sum over r of p[j][r] * rows[r], one fused multiply-add
-  // per row and element in row order (so the result is the same however the rows are split
-  // into calls, and whatever other queries share the call).
-  void (*weighted_rows)(const float* const* p, float* const* out, int n_q, const float* rows, int n_rows, int dim);
-  void (*weighted_rows_f16)(const float* const* p, float* const* out, int n_q, const uint16_t* rows,
-                            int n_rows, int dim);
+  // Attention over a span of KV blocks (KvSpan), F32 or F16 (the _f16 kernels convert values
+  // as they load them, exactly, so they give what the float kernels give over the converted
+  // rows).
+  // For each of n_q queries j: s[j][t] = scale * (q[j] . key t) for the span's keys, summed as
+  // four interleaved partial sums (value i into sum i mod 4 by fused multiply-add), then
+  // (p0 + p1) + (p2 + p3): the same in every kernel set, whatever other queries share the call.
+  void (*dot_keys)(const float* const* q, float* const* s, int n_q, const KvSpan<float>& keys,
+                   float scale);
+  void (*dot_keys_f16)(const float* const* q, float* const* s, int n_q,
+                       const KvSpan<uint16_t>& keys, float scale);
+  // For each of n_q queries j: out[j] += sum over r of p[j][r] * value row r, one fused
+  // multiply-add per row and element in row order (so the result is the same however the rows
+  // are split into calls, and whatever other queries share the call).
+  void (*weighted_rows)(const float* const* p, float* const* out, int n_q,
+                        const KvSpan<float>& values);
+  void (*weighted_rows_f16)(const float* const* p, float* const* out, int n_q,
+                            const KvSpan<uint16_t>& values);
   // In place softmax over n scores; with round_f16 the probabilities are rounded to F16
   // precision afterwards.
   void (*softmax)(float* x, int n, bool round_f16);

@@ -140,24 +140,24 @@ inline float value(float x) { return x; }
 inline float value(uint16_t x) { return fp16_to_float(x); }
 
 template <typename Row>
-void dot_keys(const float* const* q, float* const* s, int n_q, const Row* keys, int n_keys,
-              int block, int dim, float scale) {
+void dot_keys(const float* const* q, float* const* s, int n_q, const KvSpan<Row>& keys,
+              float scale) {
   for (int j = 0; j < n_q; ++j)
-    for (int t = 0; t < n_keys; ++t) {
-      const Row* key = keys + size_t(t / block) * block * dim + t % block;
+    for (int t = 0; t < keys.rows; ++t) {
+      const Row* key = keys.blocks[t / keys.block] + t % keys.block;
       float p[4] = {};
-      for (int i = 0; i < dim; ++i)
-        p[i % 4] = std::fma(q[j][i], value(key[size_t(i) * block]), p[i % 4]);
+      for (int i = 0; i < keys.dim; ++i)
+        p[i % 4] = std::fma(q[j][i], value(key[size_t(i) * keys.block]), p[i % 4]);
       s[j][t] = ((p[0] + p[1]) + (p[2] + p[3])) * scale;
     }
 }
 template <typename Row>
-void weighted_rows(const float* const* p, float* const* out, int n_q, const Row* rows, int n_rows,
-                   int dim) {
+void weighted_rows(const float* const* p, float* const* out, int n_q, const KvSpan<Row>& v) {
   for (int j = 0; j < n_q; ++j)
-    for (int i = 0; i < dim; ++i)
-      for (int r = 0; r < n_rows; ++r)
-        out[j][i] = std::fma(p[j][r], value(rows[size_t(r) * dim + i]), out[j][i]);
+    for (int i = 0; i < v.dim; ++i)
+      for (int r = 0; r < v.rows; ++r)
+        out[j][i] = std::fma(p[j][r], value(v.blocks[r / v.block][size_t(r % v.block) * v.dim + i]),
+                             out[j][i]);
 }
 
 void softmax_rounded(float* x, int n, bool round_f16) {

@@ -280,14 +280,37 @@ TEST(Matmul, ThreadCountDoesNotChangeResults) {
   EXPECT_EQ(y1, y2);
 }
 
+// Blocks of `block` rows of dim values, placed in memory in reverse order (so the kernels must
+// follow the block table): by dimension within a block for keys, as rows for values.
+template <typename Row>
+struct BlockTable {
+  std::vector<Row> storage;
+  std::vector<const Row*> blocks;
+  BlockTable(const std::vector<Row>& rows, int n_rows, int dim, int block, bool by_dimension) {
+    const int n_blocks = (n_rows + block - 1) / block;
+    storage.resize(size_t(n_blocks) * block * dim);
+    for (int b = 0; b < n_blocks; ++b)
+      blocks.push_back(storage.data() + size_t(n_blocks - 1 - b) * block * dim);
+    for (int t = 0; t < n_rows; ++t)
+      for (int i = 0; i < dim; ++i) {
+        Row* base = storage.data() + (blocks[size_t(t / block)] - storage.data());
+        base[by_dimension ? size_t(i) * block + t % block : size_t(t % block) * dim + i] =
+            rows[size_t(t) * dim + i];
+      }
+  }
+  KvSpan<Row> span(int n_rows, int dim, int block, int first = 0) const {
+    return {blocks.data() + first, block, n_rows, dim};
+  }
+};
+
 // The attention kernels against float64: a dot product's error is that of float32 summation
 // (1e-6 of the sum of magnitudes covers 77 terms); weighted rows are one FMA per row and
-// element, so splitting the rows over two calls changes nothing. 21 rows cover a full group of
-// vector lanes and a partial one, and keys come in blocks of 8 (whole AVX2 tiles, part of an
-// AVX-512 one), 16 and 21 (one block of any size). A query's scores are the same alone, with
-// other queries, or block by block, and the same in every kernel set (their arithmetic is
-// specified lane by lane). The F16 kernels convert exactly, so over F16 rows they must give
-// bit for bit what the float kernels give over the converted rows.
+// element. 21 rows cover a full group of vector lanes and a partial one, in blocks of 8 (whole
+// AVX2 tiles, part of an AVX-512 one), 16 and 21 (one block of any size). A query's results
+// are the same alone, with other queries, split into calls at a block, and in blocks of any
+// size; scores are the same in every kernel set (their arithmetic is specified lane by lane).
+// The F16 kernels convert exactly, so over F16 rows they must give bit for bit what the float
+// kernels give over the converted rows.
 TEST(AttentionKernels, DotsAndWeightedRowsMatchFloat64) {
   for (int n : {77, 128}) {  // any length, and a usual head size (unrolled kernels)
     const int rows = 21, n_q = 5;
@@ -302,20 +325,15 @@ TEST(AttentionKernels, DotsAndWeightedRowsMatchFloat64) {
       q_at[j] = qs.data() + size_t(j) * n;
       p_at[j] = ps.data() + size_t(j) * rows;
     }
-    for (int block : {8, 16, 21}) {
-      // The rows as keys stored by dimension in blocks (the last one partly used).
-      const int n_blocks = (rows + block - 1) / block;
-      std::vector<uint16_t> keys16(size_t(n_blocks) * block * n);
-      std::vector<float> keys(keys16.size());
-      for (int t = 0; t < rows; ++t)
-        for (int i = 0; i < n; ++i) {
-          const size_t at = size_t(t / block) * block * n + size_t(i) * block + t % block;
-          keys16[at] = y[size_t(t) * n + i];
-          keys[at] = yc[size_t(t) * n + i];
-        }
-      std::vector<float> scalar_scores;
-      for (SimdLevel level : available_levels()) {
-        const KernelSet& k = kernels_for(level);
+    std::vector<float> first_scores;     // the first kernel set's, for block 8
+    std::vector<float> whole_block_out;  // weighted rows in one block of 21, per kernel set
+    for (int block : {21, 8, 16}) {
+      const BlockTable<float> keys(yc, rows, n, block, true), values(yc, rows, n, block, false);
+      const BlockTable<uint16_t> keys16(y, rows, n, block, true),
+          values16(y, rows, n, block, false);
+      const std::vector<SimdLevel> levels = available_levels();
+      for (size_t set = 0; set < levels.size(); ++set) {
+        const KernelSet& k = kernels_for(levels[set]);
         std::vector<float> s(size_t(rows) * n_q), s16(s.size()), alone(s.size()),
             by_block(s.size());
         std::vector<float*> s_at(n_q), s16_at(n_q), by_block_at(n_q);
@@ -324,21 +342,21 @@ TEST(AttentionKernels, DotsAndWeightedRowsMatchFloat64) {
           s16_at[j] = s16.data() + size_t(j) * rows;
           by_block_at[j] = by_block.data() + size_t(j) * rows;
           float* alone_at = alone.data() + size_t(j) * rows;
-          k.dot_keys(&q_at[j], &alone_at, 1, keys.data(), rows, block, n, 0.5f);
+          k.dot_keys(&q_at[j], &alone_at, 1, keys.span(rows, n, block), 0.5f);
         }
-        k.dot_keys(q_at.data(), s_at.data(), n_q, keys.data(), rows, block, n, 0.5f);
-        k.dot_keys_f16(q_at.data(), s16_at.data(), n_q, keys16.data(), rows, block, n, 0.5f);
-        for (int b = 0; b < n_blocks; ++b) {
+        k.dot_keys(q_at.data(), s_at.data(), n_q, keys.span(rows, n, block), 0.5f);
+        k.dot_keys_f16(q_at.data(), s16_at.data(), n_q, keys16.span(rows, n, block), 0.5f);
+        for (int b = 0; b * block < rows; ++b) {
           std::vector<float*> at(n_q);
           for (int j = 0; j < n_q; ++j) at[j] = by_block_at[j] + b * block;
-          k.dot_keys(q_at.data(), at.data(), n_q, keys.data() + size_t(b) * block * n,
-                     std::min(block, rows - b * block), block, n, 0.5f);
+          k.dot_keys(q_at.data(), at.data(), n_q,
+                     keys.span(std::min(block, rows - b * block), n, block, b), 0.5f);
         }
         EXPECT_EQ(s16, s) << k.name;
         EXPECT_EQ(alone, s) << k.name;
         EXPECT_EQ(by_block, s) << k.name;
-        if (scalar_scores.empty()) scalar_scores = s;
-        EXPECT_EQ(s, scalar_scores) << k.name << " against the first kernel set";
+        if (first_scores.empty()) first_scores = s;
+        EXPECT_EQ(s, first_scores) << k.name << " against the first kernel set, block " << block;
         for (int j = 0; j < n_q; ++j)
           for (int r = 0; r < rows; ++r) {
             double ref = 0, mag = 0;
@@ -348,36 +366,41 @@ TEST(AttentionKernels, DotsAndWeightedRowsMatchFloat64) {
             }
             EXPECT_NEAR(s_at[j][r], 0.5 * ref, 1e-6 * mag) << k.name;
           }
-      }
-    }
-    for (SimdLevel level : available_levels()) {
-      const KernelSet& k = kernels_for(level);
-      std::vector<float> whole(qs), split(qs), alone(qs), whole16(qs);
-      std::vector<float*> whole_at(n_q), split_at(n_q), whole16_at(n_q);
-      for (int j = 0; j < n_q; ++j) {
-        whole_at[j] = whole.data() + size_t(j) * n;
-        split_at[j] = split.data() + size_t(j) * n;
-        whole16_at[j] = whole16.data() + size_t(j) * n;
-      }
-      k.weighted_rows(p_at.data(), whole_at.data(), n_q, yc.data(), rows, n);
-      k.weighted_rows_f16(p_at.data(), whole16_at.data(), n_q, y.data(), rows, n);
-      EXPECT_EQ(whole16, whole) << k.name;
-      k.weighted_rows(p_at.data(), split_at.data(), n_q, yc.data(), 2, n);
-      std::vector<const float*> p_rest(n_q);
-      for (int j = 0; j < n_q; ++j) p_rest[j] = p_at[j] + 2;
-      k.weighted_rows(p_rest.data(), split_at.data(), n_q, yc.data() + 2 * n, rows - 2, n);
-      for (int j = 0; j < n_q; ++j) {
-        float* out = alone.data() + size_t(j) * n;
-        k.weighted_rows(&p_at[j], &out, 1, yc.data(), rows, n);
-        for (int i = 0; i < n; ++i) {
-          double ref = qs[size_t(j) * n + i], mag = std::fabs(ref);
-          for (int r = 0; r < rows; ++r) {
-            ref += double(p_at[j][r]) * yc[size_t(r) * n + i];
-            mag += std::fabs(double(p_at[j][r]) * yc[size_t(r) * n + i]);
+
+        std::vector<float> whole(qs), split(qs), one(qs), whole16(qs);
+        std::vector<float*> whole_at(n_q), split_at(n_q), whole16_at(n_q);
+        for (int j = 0; j < n_q; ++j) {
+          whole_at[j] = whole.data() + size_t(j) * n;
+          split_at[j] = split.data() + size_t(j) * n;
+          whole16_at[j] = whole16.data() + size_t(j) * n;
+        }
+        k.weighted_rows(p_at.data(), whole_at.data(), n_q, values.span(rows, n, block));
+        k.weighted_rows_f16(p_at.data(), whole16_at.data(), n_q, values16.span(rows, n, block));
+        EXPECT_EQ(whole16, whole) << k.name;
+        if (block == 21) whole_block_out.insert(whole_block_out.end(), whole.begin(), whole.end());
+        EXPECT_TRUE(std::equal(whole.begin(), whole.end(),
+                               whole_block_out.begin() + std::ptrdiff_t(set * whole.size())))
+            << k.name << ": blocks of " << block << " against one block";
+        if (block < rows) {  // the first block in one call, the rest in another
+          k.weighted_rows(p_at.data(), split_at.data(), n_q, values.span(block, n, block));
+          std::vector<const float*> p_rest(n_q);
+          for (int j = 0; j < n_q; ++j) p_rest[j] = p_at[j] + block;
+          k.weighted_rows(p_rest.data(), split_at.data(), n_q,
+                          values.span(rows - block, n, block, 1));
+          EXPECT_EQ(split, whole) << k.name;
+        }
+        for (int j = 0; j < n_q; ++j) {
+          float* out = one.data() + size_t(j) * n;
+          k.weighted_rows(&p_at[j], &out, 1, values.span(rows, n, block));
+          for (int i = 0; i < n; ++i) {
+            double ref = qs[size_t(j) * n + i], mag = std::fabs(ref);
+            for (int r = 0; r < rows; ++r) {
+              ref += double(p_at[j][r]) * yc[size_t(r) * n + i];
+              mag += std::fabs(double(p_at[j][r]) * yc[size_t(r) * n + i]);
+            }
+            EXPECT_NEAR(whole_at[j][i], ref, 1e-6 * mag) << k.name;
+            EXPECT_EQ(whole_at[j][i], out[i]) << k.name << " query " << j;
           }
-          EXPECT_NEAR(whole_at[j][i], ref, 1e-6 * mag) << k.name;
-          EXPECT_EQ(whole_at[j][i], split_at[j][i]) << k.name;
-          EXPECT_EQ(whole_at[j][i], out[i]) << k.name << " query " << j;
         }
       }
     }
