@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "ops/matmul.h"
 #include "quant/types.h"
 #include "util/error.h"
 #include "util/fp16.h"
@@ -103,18 +104,27 @@ void KvPool::write(int32_t block, int slot, int layer, const float* k, const flo
   const GgmlType t = storage_type(config_.type);
   const int k_head = config_.kv_dim / config_.n_heads, v_head = config_.v_dim / config_.n_heads;
   const int bt = config_.block_tokens;
+  const KernelSet& kern = kernels();
+  thread_local std::vector<uint16_t> key16;
+  key16.resize(size_t(k_head));
   for (int h = 0; h < config_.n_heads; ++h) {
     const float* key = k + size_t(h) * k_head;
+    const float* value = v + size_t(h) * v_head;
     uint8_t* keys = key_rows(block, layer, h);
-    if (config_.type == KvType::kF16)
+    uint8_t* values = value_rows(block, layer, h) + size_t(slot) * v_head_bytes_;
+    if (config_.type == KvType::kF16) {
+      kern.to_f16(key, key16.data(), k_head);
       for (int i = 0; i < k_head; ++i)
-        reinterpret_cast<uint16_t*>(keys)[size_t(i) * bt + slot] = float_to_fp16(key[i]);
-    else if (config_.type == KvType::kF32)
+        reinterpret_cast<uint16_t*>(keys)[size_t(i) * bt + slot] = key16[size_t(i)];
+      kern.to_f16(value, reinterpret_cast<uint16_t*>(values), v_head);
+    } else if (config_.type == KvType::kF32) {
       for (int i = 0; i < k_head; ++i)
         reinterpret_cast<float*>(keys)[size_t(i) * bt + slot] = key[i];
-    else
+      std::memcpy(values, value, sizeof(float) * size_t(v_head));
+    } else {
       quantize_row(t, key, keys + size_t(slot) * k_head_bytes_, k_head);
-    quantize_row(t, v + size_t(h) * v_head, value_rows(block, layer, h) + size_t(slot) * v_head_bytes_, v_head);
+      quantize_row(t, value, values, v_head);
+    }
   }
 }
 

@@ -7,7 +7,6 @@
 
 #include "quant/types.h"
 #include "util/error.h"
-#include "util/fp16.h"
 #include "util/thread_pool.h"
 
 namespace muse {
@@ -357,8 +356,7 @@ void BatchForward::run(const std::vector<BatchToken>& batch, KvPool& kv,
       // With an F16 cache, products are taken at F16 input precision (q and the attention
       // weights rounded to F16), as llama.cpp computes them: this keeps logits within 1e-3 of
       // the reference on F32 models instead of 5e-3.
-      if (f16_kv)
-        for (int j = 0; j < c_.q_dim(); ++j) q[j] = round_to_fp16(q[j]);
+      if (f16_kv) kernels().round_f16(q, c_.q_dim());
     });
     attention(l, batch, kv);
     SharedInput out_in(attn_.data(), A, n, acts_, {&L.wo});

@@ -115,6 +115,10 @@ inline float ahmax(AVec v) { return hmax256(_mm256_max_ps(_mm512_extractf32x8_ps
 inline AVec around(AVec v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline AVec ascale_pow2(AVec v, AVec n) { return _mm512_scalef_ps(v, n); }  // v * 2^n
 inline AVec round_to_f16(AVec v) { return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+inline void astore_f16_n(uint16_t* p, AVec v, int n) {
+  _mm256_mask_storeu_epi16(p, __mmask16((1u << n) - 1),
+                           _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
 #else
 inline AVec aload_n_or(const float* p, int n, float fill) {
   return _mm256_blendv_ps(_mm256_set1_ps(fill), aload_n(p, n), _mm256_castsi256_ps(lane_mask(n)));
@@ -127,6 +131,11 @@ inline AVec ascale_pow2(AVec v, AVec n) {  // n in [-126, 127]
   return _mm256_mul_ps(v, _mm256_castsi256_ps(bits));
 }
 inline AVec round_to_f16(AVec v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+inline void astore_f16_n(uint16_t* p, AVec v, int n) {
+  alignas(16) uint16_t h[8];
+  _mm_store_si128(reinterpret_cast<__m128i*>(h), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+  std::memcpy(p, h, sizeof(uint16_t) * size_t(n));
+}
 #endif
 
 // e^x for x <= 0 (scores minus their maximum), within 2 ulp: x = n ln2 + r with |r| <= ln2/2,
@@ -300,6 +309,20 @@ void swiglu(const float* gate, float* x, int n) {
     const AVec one_plus = aadd(aset1(1.0f), e);
     const AVec sig = ablend_negative(g, adiv(aset1(1.0f), one_plus), adiv(e, one_plus));
     astore_n(x + i, amul(aload_n(x + i, k), amul(g, sig)), k);
+  }
+}
+
+// out = x rounded to F16 (nearest even), and x rounded to F16 precision in place.
+void to_f16(const float* x, uint16_t* out, int n) {
+  for (int i = 0; i < n; i += kAttnLanes) {
+    const int k = std::min(kAttnLanes, n - i);
+    astore_f16_n(out + i, aload_n(x + i, k), k);
+  }
+}
+void round_f16(float* x, int n) {
+  for (int i = 0; i < n; i += kAttnLanes) {
+    const int k = std::min(kAttnLanes, n - i);
+    astore_n(x + i, round_to_f16(aload_n(x + i, k)), k);
   }
 }
 

@@ -1499,6 +1499,8 @@ KernelSet make(const char* name) {
   k.weighted_rows_f16 = weighted_rows<uint16_t>;
   k.softmax = softmax;
   k.swiglu = swiglu;
+  k.to_f16 = to_f16;
+  k.round_f16 = round_f16;
   k.quantize_block32 = quantize_block32;
   k.quantize_block256 = quantize_block256;
   return k;

@@ -119,6 +119,10 @@ struct KernelSet {
   // In place softmax over n scores; with round_f16 the probabilities are rounded to F16
   // precision afterwards.
   void (*softmax)(float* x, int n, bool round_f16);
+  // F16 conversion, rounding to nearest even (as util/fp16.h's float_to_fp16): out = x as F16;
+  // x rounded to F16 precision in place.
+  void (*to_f16)(const float* x, uint16_t* out, int n);
+  void (*round_f16)(float* x, int n);
   // In place: x = silu(gate) * x over n values.
   void (*swiglu)(const float* gate, float* x, int n);
   // One activation row quantized per 32 (q, d, sa, sum32) or per 256 (q, d, sum16, sa, sum32)

@@ -166,6 +166,13 @@ void softmax_rounded(float* x, int n, bool round_f16) {
     for (int i = 0; i < n; ++i) x[i] = round_to_fp16(x[i]);
 }
 
+void to_f16(const float* x, uint16_t* out, int n) {
+  for (int i = 0; i < n; ++i) out[i] = float_to_fp16(x[i]);
+}
+void round_f16(float* x, int n) {
+  for (int i = 0; i < n; ++i) x[i] = round_to_fp16(x[i]);
+}
+
 KernelSet make() {
   KernelSet k{};
   k.name = "scalar";
@@ -186,6 +193,8 @@ KernelSet make() {
   k.weighted_rows_f16 = weighted_rows<uint16_t>;
   k.softmax = softmax_rounded;
   k.swiglu = muse::swiglu;
+  k.to_f16 = to_f16;
+  k.round_f16 = round_f16;
   k.quantize_block32 = quantize_block32_row;
   k.quantize_block256 = quantize_block256_row;
   return k;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -402,6 +403,38 @@ TEST(AttentionKernels, DotsAndWeightedRowsMatchFloat64) {
             EXPECT_EQ(whole_at[j][i], out[i]) << k.name << " query " << j;
           }
         }
+      }
+    }
+  }
+}
+
+// F16 conversion against util/fp16.h's round-to-nearest-even, bit for bit, on values from F16
+// subnormals to overflow (both signs, ties included: every 2^-11 step of 1.0 plus a half step),
+// infinities and NaN (any NaN), for every length remainder.
+TEST(AttentionKernels, F16ConversionMatchesScalarRounding) {
+  std::vector<float> x;
+  for (float v : random_normal(600, 41)) x.push_back(v * std::exp2(float(int(x.size() % 48) - 28)));
+  for (int i = 0; i < 40; ++i) x.push_back(1.0f + (float(i) + 0.5f) * 0x1p-10f);
+  for (float v : {0.0f, -0.0f, 65504.0f, 65520.0f, 1e6f, -1e6f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f,
+                  std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                  std::numeric_limits<float>::quiet_NaN()})
+    x.push_back(v);
+  for (SimdLevel level : available_levels()) {
+    const KernelSet& k = kernels_for(level);
+    for (int n : {int(x.size()), 13, 7, 1}) {
+      std::vector<uint16_t> h(size_t(n), 0xffff);
+      std::vector<float> r(x.begin(), x.begin() + n);
+      k.to_f16(x.data(), h.data(), n);
+      k.round_f16(r.data(), n);
+      for (int i = 0; i < n; ++i) {
+        if (std::isnan(x[size_t(i)])) {
+          EXPECT_TRUE(std::isnan(fp16_to_float(h[size_t(i)])) && std::isnan(r[size_t(i)]))
+              << k.name;
+          continue;
+        }
+        EXPECT_EQ(h[size_t(i)], float_to_fp16(x[size_t(i)])) << k.name << " " << x[size_t(i)];
+        EXPECT_EQ(float_to_bits(r[size_t(i)]), float_to_bits(round_to_fp16(x[size_t(i)])))
+            << k.name << " " << x[size_t(i)];
       }
     }
   }
