@@ -247,55 +247,34 @@ void weighted_panels(const float* const* p, const KvSpan<Row>& v, float* const* 
     for (int j = 0; j < NV; ++j) astore(out[q] + col + j * kAttnLanes, acc[q][j]);
 }
 
-// out[i] += sum over r of p[r] * row r [i] for i in [from, dim): one FMA per row in row order,
-// in panels of up to 8 vectors.
-template <typename Row>
-void weighted_cols(const float* p, const KvSpan<Row>& v, int from, float* out) {
-  int i = from;
-  for (; i + 8 * kAttnLanes <= v.dim; i += 8 * kAttnLanes) weighted_panels<1, 8>(&p, v, &out, i);
-  if (i + 4 * kAttnLanes <= v.dim) {
-    weighted_panels<1, 4>(&p, v, &out, i);
-    i += 4 * kAttnLanes;
-  }
-  if (i + 2 * kAttnLanes <= v.dim) {
-    weighted_panels<1, 2>(&p, v, &out, i);
-    i += 2 * kAttnLanes;
-  }
-  if (i + kAttnLanes <= v.dim) {
-    weighted_panels<1, 1>(&p, v, &out, i);
-    i += kAttnLanes;
-  }
-  if (const int tail = v.dim - i) {
-    AVec acc = aload_n(out + i, tail);
-    for_each_row(v, i,
-                 [&](int r, const Row* row) { acc = afma(aset1(p[r]), aload_n(row, tail), acc); });
-    astore_n(out + i, acc, tail);
+// Q queries' out[q][i] += sum over r of p[q][r] * row r [i] for i in [from, dim): panels of NV
+// vectors, the rest in panels of half as many and so on, then the lanes left. Every element
+// gets one FMA per row in row order, whatever its panel.
+template <int Q, int NV, typename Row>
+void weighted_from(const float* const* p, const KvSpan<Row>& v, float* const* out, int i) {
+  for (; i + NV * kAttnLanes <= v.dim; i += NV * kAttnLanes) weighted_panels<Q, NV>(p, v, out, i);
+  if constexpr (NV > 1) {
+    weighted_from<Q, NV / 2>(p, v, out, i);
+  } else if (const int tail = v.dim - i) {
+    for (int q = 0; q < Q; ++q) {
+      AVec acc = aload_n(out[q] + i, tail);
+      for_each_row(v, i, [&](int r, const Row* row) {
+        acc = afma(aset1(p[q][r]), aload_n(row, tail), acc);
+      });
+      astore_n(out[q] + i, acc, tail);
+    }
   }
 }
 
-// Each query's elements see the same FMAs in the same order as weighted_cols gives them.
+// Four queries at a time, then two, then one: each row vector loaded once for all of them.
 template <typename Row>
 void weighted_rows(const float* const* p, float* const* out, int n_q, const KvSpan<Row>& v) {
-  constexpr int kPanel = kAttnLanes == 16 ? 8 : 4;  // two queries' accumulators fill half the registers
-  constexpr int kPanel4 = kPanel / 2;               // four queries'
+  constexpr int kPanel =
+      kAttnLanes == 16 ? 8 : 4;  // two queries' accumulators fill half the registers
   int j = 0;
-  for (; j + 4 <= n_q; j += 4) {
-    int i = 0;
-    for (; i + kPanel4 * kAttnLanes <= v.dim; i += kPanel4 * kAttnLanes)
-      weighted_panels<4, kPanel4>(p + j, v, out + j, i);
-    if (i < v.dim)
-      for (int q = j; q < j + 4; ++q) weighted_cols(p[q], v, i, out[q]);
-  }
-  for (; j + 2 <= n_q; j += 2) {
-    int i = 0;
-    for (; i + kPanel * kAttnLanes <= v.dim; i += kPanel * kAttnLanes)
-      weighted_panels<2, kPanel>(p + j, v, out + j, i);
-    if (i < v.dim) {
-      weighted_cols(p[j], v, i, out[j]);
-      weighted_cols(p[j + 1], v, i, out[j + 1]);
-    }
-  }
-  if (j < n_q) weighted_cols(p[j], v, 0, out[j]);
+  for (; j + 4 <= n_q; j += 4) weighted_from<4, kPanel / 2>(p + j, v, out + j, 0);
+  for (; j + 2 <= n_q; j += 2) weighted_from<2, kPanel>(p + j, v, out + j, 0);
+  if (j < n_q) weighted_from<1, 8>(p + j, v, out + j, 0);
 }
 
 // x *= silu(gate) = gate * sigmoid(gate), with sigmoid from e = exp(-|gate|) (never

@@ -313,7 +313,7 @@ struct BlockTable {
 // The F16 kernels convert exactly, so over F16 rows they must give bit for bit what the float
 // kernels give over the converted rows.
 TEST(AttentionKernels, DotsAndWeightedRowsMatchFloat64) {
-  for (int n : {77, 128}) {  // any length, and a usual head size (unrolled kernels)
+  for (int n : {32, 77, 128}) {  // small and usual head sizes (unrolled kernels), and any length
     const int rows = 21, n_q = 5;
     const std::vector<float> qs = random_normal(size_t(n) * n_q, 9), yf = random_normal(size_t(n) * rows, 10),
                              ps = random_normal(size_t(rows) * n_q, 11);
