@@ -95,7 +95,7 @@ BatchForward::BatchForward(const Model& model, ThreadPool& pool, int max_tokens,
 // ranges whose scores fit max_scores_ floats (a long prompt chunk over a long context would
 // otherwise need gigabytes); within a range, uses are ordered by position in the sequence,
 // then block, so a query meets its keys in position order and a block shared by several
-// sequences (a common prompt) comes up once for all of them.
+// sequences (a common prompt) comes up once for all of them; then joined into spans.
 void BatchForward::plan_attention(const std::vector<BatchToken>& batch, const KvPool& kv,
                                   const std::vector<const KvSequence*>& sequences) {
   const int n = int(batch.size()), bt = kv.block_tokens(), n_head = c_.n_head;
@@ -183,9 +183,9 @@ void BatchForward::join_spans(AttentionRange& range, const KvPool& kv) {
 // Causal attention of every batch token over its own sequence's cached positions 0..pos.
 //
 // One task per KV head (and share of the tokens, when there are few heads) does all of that
-// head's work: the scores of its grouped query heads block by block, their softmax, and the
-// weighted values. Each block's rows are read by every query that needs them (the grouped
-// heads, and every sequence that shares the block) while they are in cache: F16 and F32 rows
+// head's work: the scores of its grouped query heads span by span, their softmax, and the
+// weighted values. Each span's rows are read by every query that needs them (the grouped
+// heads, and every sequence that shares the blocks) while they are in cache: F16 and F32 rows
 // as they are stored (the kernels convert F16 as they load it), Q8_0 rows dequantized to float
 // once. A query sees its keys in position order with the same arithmetic as when it runs
 // alone, so results do not depend on the batch.
