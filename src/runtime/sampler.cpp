@@ -80,10 +80,16 @@ void Sampler::adjust_logits(float* logits, int n_vocab) {
   }
 }
 
-void Sampler::apply_penalties(float* logits, int n_vocab) {
+bool Sampler::penalties_apply() const {
   const bool active =
       p_.repeat_penalty != 1 || p_.presence_penalty != 0 || p_.frequency_penalty != 0;
-  if (!active || p_.repeat_last_n == 0 || history_.empty()) return;
+  return active && p_.repeat_last_n != 0 && !history_.empty();
+}
+
+bool Sampler::adjusts_logits() const { return penalties_apply() || !p_.logit_bias.empty(); }
+
+void Sampler::apply_penalties(float* logits, int n_vocab) {
+  if (!penalties_apply()) return;
   const size_t window =
       p_.repeat_last_n < 0 ? history_.size() : std::min(history_.size(), size_t(p_.repeat_last_n));
   counts_.clear();
@@ -128,17 +134,25 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
   if (n_vocab <= 0) fail("sampling needs at least one logit");
   if (matcher_ && vocab_->size() != n_vocab)
     fail("grammar vocabulary has ", vocab_->size(), " tokens but the model ", n_vocab);
+  const bool greedy = p_.temperature <= 0;
+  // The best token, without building the candidate list (the first of equal ones, as better()
+  // orders them); straight from the model's logits when nothing adjusts them.
+  auto best_token = [&](const float* l) {
+    int best = -1;
+    float best_logit = kNegInf;
+    for (int i = 0; i < n_vocab; ++i)
+      if (l[i] > best_logit) {
+        best_logit = l[i];
+        best = i;
+      }
+    if (best < 0) fail("no token can be sampled: logit_bias or the grammar excludes them all");
+    return best;
+  };
+  if (greedy && !matcher_ && !adjusts_logits()) return best_token(logits);
   work_.assign(logits, logits + n_vocab);
   float* l = work_.data();
   adjust_logits(l, n_vocab);
-  const bool greedy = p_.temperature <= 0;
-  if (greedy && !matcher_) {  // the best token, without building the candidate list
-    int best = -1;
-    for (int i = 0; i < n_vocab; ++i)
-      if (l[i] > kNegInf && (best < 0 || better(l[i], i, l[best], best))) best = i;
-    if (best < 0) fail("no token can be sampled: logit_bias or the grammar excludes them all");
-    return best;
-  }
+  if (greedy && !matcher_) return best_token(l);
   cand_.clear();
   for (int i = 0; i < n_vocab; ++i) {
     if (l[i] > kNegInf) cand_.push_back({i, l[i]});  // NaN and banned tokens drop out here

@@ -67,6 +67,8 @@ class Sampler {
     float logit;
   };
   void apply_penalties(float* logits, int n_vocab);
+  bool penalties_apply() const;
+  bool adjusts_logits() const;  // whether adjust_logits changes anything
   bool apply_grammar(float* logits, int n_vocab, size_t needed);
   double uniform01();
 

@@ -50,6 +50,13 @@ TEST(SamplerTest, GreedyPicksTheLargestLogitAndTheLowestIdOnTies) {
   const std::vector<float> logits = {0.5f, 3.0f, -1.0f, 3.0f};
   for (int i = 0; i < 5; ++i) EXPECT_EQ(s.sample(logits.data(), 4), 1);
   EXPECT_EQ(argmax(logits.data(), 4), 1);
+  // NaN and -inf are never the best; with nothing else there is no token.
+  const float nan = std::numeric_limits<float>::quiet_NaN(),
+              inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> odd = {nan, -inf, -7.0f, nan};
+  EXPECT_EQ(s.sample(odd.data(), 4), 2);
+  const std::vector<float> none = {nan, -inf};
+  EXPECT_THROW(s.sample(none.data(), 2), Error);
 }
 
 TEST(SamplerTest, TemperatureOneFollowsTheSoftmax) {
