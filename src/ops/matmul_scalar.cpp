@@ -160,17 +160,16 @@ void weighted_rows(const float* const* p, float* const* out, int n_q, const KvSp
                              out[j][i]);
 }
 
-void softmax_rounded(float* x, int n, bool round_f16) {
-  softmax(x, n);
-  if (round_f16)
-    for (int i = 0; i < n; ++i) x[i] = round_to_fp16(x[i]);
-}
-
 void to_f16(const float* x, uint16_t* out, int n) {
   for (int i = 0; i < n; ++i) out[i] = float_to_fp16(x[i]);
 }
 void round_f16(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] = round_to_fp16(x[i]);
+}
+
+void softmax_rounded(float* x, int n, bool round_f16_after) {
+  softmax(x, n);
+  if (round_f16_after) round_f16(x, n);
 }
 
 KernelSet make() {
