@@ -118,29 +118,39 @@ int cmd_bench_report(const Argv& argv) {
   for (const auto& [k, p] : points) keys.insert(k.second);
 
   // The regression check: Muse at each commit against the latest earlier commit that measured
-  // the same model and threads.
+  // the same model and threads. Where llama.cpp was measured at both commits too, the change is
+  // that of Muse's speed relative to llama.cpp's in the same run, so the machine's own swings
+  // (other tenants, a slower day) cancel.
   bool regressed = false;
   std::printf(
       "| model | threads | commit | pp tok/s | change | tg tok/s | change "
       "|\n|---|---|---|---|---|---|---|\n");
   for (const Key& key : keys) {
     if (std::get<0>(key) != "muse") continue;
+    const Key reference{"llama.cpp", std::get<1>(key), std::get<2>(key)};
     const Point* last = nullptr;
+    const Point* last_ref = nullptr;  // llama.cpp at last's commit
     for (const std::string& c : commits) {
       const Point* p = at(c, key);
       if (!p) continue;
-      auto change = [&](double now, double before) -> std::string {
+      const Point* ref = at(c, reference);
+      auto change = [&](double Point::*speed) -> std::string {
+        const double now = p->*speed, before = last ? last->*speed : 0;
         if (!last || !(before > 0) || !(now > 0)) return "";
-        const double d = now / before - 1;
-        char buf[48];
-        std::snprintf(buf, sizeof buf, "%+.1f%%%s", 100 * d, d < -threshold ? " **slower**" : "");
+        const bool relative = ref && last_ref && ref->*speed > 0 && last_ref->*speed > 0;
+        const double d =
+            relative ? (now / (ref->*speed)) / (before / (last_ref->*speed)) - 1 : now / before - 1;
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%+.1f%%%s%s", 100 * d, relative ? " vs llama.cpp" : "",
+                      d < -threshold ? " **slower**" : "");
         if (d < -threshold && c == latest_muse) regressed = true;
         return buf;
       };
       std::printf("| %s | %d | %s | %.1f | %s | %.1f | %s |\n", std::get<1>(key).c_str(),
-                  std::get<2>(key), c.c_str(), p->pp, change(p->pp, last ? last->pp : 0).c_str(),
-                  p->tg, change(p->tg, last ? last->tg : 0).c_str());
+                  std::get<2>(key), c.c_str(), p->pp, change(&Point::pp).c_str(), p->tg,
+                  change(&Point::tg).c_str());
       last = p;
+      last_ref = ref;
     }
   }
 

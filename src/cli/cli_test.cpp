@@ -261,7 +261,8 @@ TEST_F(Cli, EvalRunsModesOnAGeneratedSet) {
 }
 
 // The benchmark history: a drop beyond the threshold at the latest Muse commit fails the
-// check, a missing field does not, other engines' records never count, and the plots are drawn.
+// check, a missing field does not, other engines' records never count as Muse's (llama.cpp's,
+// measured at both commits, make the change relative), and the plots are drawn.
 TEST_F(Cli, BenchReportFlagsRegressionsAtTheLatestCommit) {
   const std::string history = testing::temp_path("history.jsonl"), dir = testing::temp_path("bench-svg");
   mkdir(dir.c_str(), 0755);
@@ -280,6 +281,24 @@ TEST_F(Cli, BenchReportFlagsRegressionsAtTheLatestCommit) {
   r = muse("bench-report --history " + history);
   EXPECT_EQ(r.code, 1);  // tg -40% at b2, the latest Muse commit (c3 is llama.cpp's)
   EXPECT_NE(r.out.find("slower"), std::string::npos) << r.out;
+  // With llama.cpp measured at both commits, a slower machine (both 30% down) is no regression;
+  // Muse falling behind llama.cpp in the same run is.
+  write(base +
+        R"({"commit":"b2","engine":"muse","model":"m","threads":2,"pp_tps":70,"tg_tps":35})"
+        "\n"
+        R"({"commit":"b2","engine":"llama.cpp","model":"m","threads":2,"pp_tps":56,"tg_tps":28})"
+        "\n");
+  r = muse("bench-report --history " + history);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("+0.0% vs llama.cpp"), std::string::npos) << r.out;
+  write(base +
+        R"({"commit":"b2","engine":"muse","model":"m","threads":2,"pp_tps":70,"tg_tps":35})"
+        "\n"
+        R"({"commit":"b2","engine":"llama.cpp","model":"m","threads":2,"pp_tps":80,"tg_tps":40})"
+        "\n");
+  r = muse("bench-report --history " + history);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("-30.0% vs llama.cpp **slower**"), std::string::npos) << r.out;
   write("");
   EXPECT_NE(muse("bench-report --history " + history).code, 0);
   write("{not json\n");
