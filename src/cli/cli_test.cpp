@@ -283,20 +283,18 @@ TEST_F(Cli, BenchReportFlagsRegressionsAtTheLatestCommit) {
   EXPECT_NE(r.out.find("slower"), std::string::npos) << r.out;
   // With llama.cpp measured at both commits, a slower machine (both 30% down) is no regression;
   // Muse falling behind llama.cpp in the same run is.
-  write(base +
-        R"({"commit":"b2","engine":"muse","model":"m","threads":2,"pp_tps":70,"tg_tps":35})"
-        "\n"
-        R"({"commit":"b2","engine":"llama.cpp","model":"m","threads":2,"pp_tps":56,"tg_tps":28})"
-        "\n");
-  r = muse("bench-report --history " + history);
+  auto muse_30_percent_down = [&](const std::string& llama_pp, const std::string& llama_tg) {
+    write(base +
+          R"({"commit":"b2","engine":"muse","model":"m","threads":2,"pp_tps":70,"tg_tps":35})"
+          "\n"
+          R"({"commit":"b2","engine":"llama.cpp","model":"m","threads":2,"pp_tps":)" +
+          llama_pp + R"(,"tg_tps":)" + llama_tg + "}\n");
+    return muse("bench-report --history " + history);
+  };
+  r = muse_30_percent_down("56", "28");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("+0.0% vs llama.cpp"), std::string::npos) << r.out;
-  write(base +
-        R"({"commit":"b2","engine":"muse","model":"m","threads":2,"pp_tps":70,"tg_tps":35})"
-        "\n"
-        R"({"commit":"b2","engine":"llama.cpp","model":"m","threads":2,"pp_tps":80,"tg_tps":40})"
-        "\n");
-  r = muse("bench-report --history " + history);
+  r = muse_30_percent_down("80", "40");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("-30.0% vs llama.cpp **slower**"), std::string::npos) << r.out;
   write("");
