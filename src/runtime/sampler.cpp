@@ -21,7 +21,14 @@ bool better(float a_logit, int32_t a_id, float b_logit, int32_t b_id) {
 }  // namespace
 
 int32_t argmax(const float* logits, int n) {
-  return int32_t(std::max_element(logits, logits + n) - logits);
+  int32_t best = -1;
+  float best_logit = kNegInf;
+  for (int i = 0; i < n; ++i)
+    if (logits[i] > best_logit) {
+      best_logit = logits[i];
+      best = i;
+    }
+  return best;
 }
 
 void SamplingParams::validate(int n_vocab) const {
@@ -135,16 +142,10 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
   if (matcher_ && vocab_->size() != n_vocab)
     fail("grammar vocabulary has ", vocab_->size(), " tokens but the model ", n_vocab);
   const bool greedy = p_.temperature <= 0;
-  // The best token, without building the candidate list (the first of equal ones, as better()
-  // orders them); straight from the model's logits when nothing adjusts them.
+  // The best token, without building the candidate list; straight from the model's logits
+  // when nothing adjusts them.
   auto best_token = [&](const float* l) {
-    int best = -1;
-    float best_logit = kNegInf;
-    for (int i = 0; i < n_vocab; ++i)
-      if (l[i] > best_logit) {
-        best_logit = l[i];
-        best = i;
-      }
+    const int32_t best = argmax(l, n_vocab);
     if (best < 0) fail("no token can be sampled: logit_bias or the grammar excludes them all");
     return best;
   };

@@ -83,6 +83,7 @@ class Sampler {
   std::unordered_map<int32_t, int> counts_;
 };
 
+// The first index of the largest logit above -inf (NaN never counts); -1 when there is none.
 int32_t argmax(const float* logits, int n);
 
 }  // namespace muse

@@ -55,7 +55,9 @@ TEST(SamplerTest, GreedyPicksTheLargestLogitAndTheLowestIdOnTies) {
               inf = std::numeric_limits<float>::infinity();
   const std::vector<float> odd = {nan, -inf, -7.0f, nan};
   EXPECT_EQ(s.sample(odd.data(), 4), 2);
+  EXPECT_EQ(argmax(odd.data(), 4), 2);
   const std::vector<float> none = {nan, -inf};
+  EXPECT_EQ(argmax(none.data(), 2), -1);
   EXPECT_THROW(s.sample(none.data(), 2), Error);
 }
 
