@@ -367,11 +367,90 @@ std::string place_value_chain(char op, int64_t a, int64_t b) {
          reduce(values, '+');
 }
 
+// A step worked column by column (TraceStyle::column_steps), from the ones up for sums,
+// differences and products with a one-digit factor, from the leading digits down for quotients
+// by a one-digit divisor; every part is a one-digit fact, plus the carry or borrow. Empty for
+// other steps, and for steps of one-digit numbers, which are one fact already.
+std::string column_working(char op, int64_t a, int64_t b) {
+  auto s = [](int64_t x) { return std::to_string(x); };
+  static const char* const kPlaces[] = {"ones",      "tens",          "hundreds",
+                                        "thousands", "ten-thousands", "hundred-thousands"};
+  auto digit = [](int64_t x, int place) {
+    for (int i = 0; i < place; ++i) x /= 10;
+    return x % 10;
+  };
+  auto n_digits = [](int64_t x) { return int(std::to_string(x).size()); };
+  std::vector<std::string> parts;
+  const std::string head = s(a) + " " + op + " " + s(b);
+  if (op == '+' || op == '-') {
+    const int places = std::max(n_digits(a), n_digits(b));
+    if (places < 2 || places > 6) return "";
+    int64_t carry = 0;  // the carry into a column (sums) or its borrow (differences)
+    for (int p = 0; p < places; ++p) {
+      const int64_t x = digit(a, p), y = digit(b, p);
+      const bool last = p == places - 1;
+      std::string part = std::string(kPlaces[p]) + " " + s(x);
+      if (op == '+') {
+        const int64_t sum = x + y + carry;
+        part += " + " + s(y) + (carry ? " + " + s(carry) : "") + " = " + s(sum);
+        carry = sum / 10;
+        if (carry && !last) part += ", carry " + s(carry);
+      } else {
+        const std::string take = carry ? " - " + s(carry) : "";
+        if (x - carry >= y) {
+          part += take + " - " + s(y) + " = " + s(x - carry - y);
+          carry = 0;
+        } else {
+          part += take + " - " + s(y) + ": borrow, " + s(10 + x) + take + " - " + s(y) + " = " +
+                  s(10 + x - carry - y);
+          carry = 1;
+        }
+      }
+      parts.push_back(part);
+    }
+  } else if (op == '*') {
+    const int64_t multi = b < 10 ? a : b, one = b < 10 ? b : a;
+    if (one >= 10 || multi < 10) return "";
+    const int places = n_digits(multi);
+    int64_t carry = 0;
+    for (int p = 0; p < places; ++p) {
+      const int64_t x = digit(multi, p), product = x * one + carry;
+      std::string part = std::string(kPlaces[p]) + " " + s(x) + " * " + s(one) +
+                         (carry ? " + " + s(carry) : "") + " = " + s(product);
+      carry = product / 10;
+      if (carry && p < places - 1) part += ", carry " + s(carry);
+      parts.push_back(part);
+    }
+  } else if (op == '/') {
+    if (b >= 10 || b < 2 || a < 10) return "";
+    const std::string digits = s(a);
+    int64_t current = 0;
+    size_t i = 0;
+    while (i < digits.size() && current * 10 + (digits[i] - '0') < b)
+      current = current * 10 + (digits[i++] - '0');
+    for (; i < digits.size(); ++i) {
+      current = current * 10 + (digits[i] - '0');
+      parts.push_back(s(current) + " / " + s(b) + " = " + s(current / b) + " remainder " +
+                      s(current % b));
+      current %= b;
+    }
+    if (parts.size() < 2) return "";  // a one-digit quotient: one fact already
+  } else {
+    return "";
+  }
+  const std::optional<int64_t> v = apply_op(op, a, b);
+  std::string out = head + ": ";
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? "; " : "") + parts[i];
+  return out + "; so " + head + " = " + s(*v);
+}
+
+}  // namespace
+
 // The solver: parses the expression text and works it out one innermost operation at a time.
 std::string solve_arithmetic(const std::string& text, std::string* answer,
                              const TraceStyle& style) {
   std::optional<Expr> parsed = ExprParser(text).parse();
-  if (!parsed) fail("internal: cannot parse generated expression \"", text, "\"");
+  if (!parsed) fail("cannot parse the expression \"", text, "\"");
   Expr& e = *parsed;
   StyleDraws draws(style);
   std::string out;
@@ -391,8 +470,9 @@ std::string solve_arithmetic(const std::string& text, std::string* answer,
     ExprNode& n = e.nodes[i];
     const int64_t a = e.nodes[n.left].value, b = e.nodes[n.right].value;
     const std::optional<int64_t> v = apply_op(n.op, a, b);
-    if (!v) fail("internal: generated expression \"", text, "\" is not exact");
-    std::string chain = style.place_value_steps ? place_value_chain(n.op, a, b) : "";
+    if (!v) fail("the expression \"", text, "\" has a step that is not exact");
+    std::string chain = style.column_steps ? column_working(n.op, a, b) : "";
+    if (chain.empty() && style.place_value_steps) chain = place_value_chain(n.op, a, b);
     if (!chain.empty() && !draws.keep_optional()) chain.clear();
     const std::string plain =
         std::to_string(a) + " " + n.op + " " + std::to_string(b) + " = " + std::to_string(*v);
@@ -405,6 +485,8 @@ std::string solve_arithmetic(const std::string& text, std::string* answer,
   *answer = std::to_string(e.nodes[e.root].value);
   return out + "Answer: " + *answer;
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Countdown

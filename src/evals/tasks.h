@@ -35,6 +35,11 @@ struct TraceStyle {
   // places ("14 + 97 = 14 + 90 + 7 = 104 + 7 = 111"; off by default, so the eval sets' traces
   // stay as they were).
   bool place_value_steps = false;
+  // Arithmetic: an optional column-by-column working of a step instead, every part a one-digit
+  // fact with its carry or borrow ("79 + 48: ones 9 + 8 = 17, carry 1; tens 7 + 4 + 1 = 12;
+  // so 79 + 48 = 127"); products with a one-digit factor and quotients with a one-digit divisor
+  // the same way (long multiplication and division), other steps as place_value_steps says.
+  bool column_steps = false;
   // Countdown: in a solvable problem, a move that leads nowhere is optional too (kept with
   // probability verbosity), so shorter traces skip dead ends the way a solver with a good
   // intuition would. An unsolvable problem's trace still shows every try.
@@ -80,6 +85,12 @@ std::vector<EvalItem> generate_task(const std::string& task, int count, uint64_t
 // its numbers as a multiset and its target (the same numbers in another order are the same
 // problem), any other question by its text.
 std::string problem_key(const std::string& question);
+
+// The trace of working out an arithmetic expression ("(17 + 5) * 3"), one innermost operation
+// at a time, in `style`; *answer gets its value. Throws muse::Error when it does not parse or a
+// division is not exact.
+std::string solve_arithmetic(const std::string& expression, std::string* answer,
+                             const TraceStyle& style);
 
 // Countdown solver (exhaustive over combinations of pairs, Countdown rules: each number at most
 // once, no zero or negative intermediate, division only when exact). Returns an expression that

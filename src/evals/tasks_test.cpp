@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -201,6 +202,93 @@ TEST(EvalTasksGenerate, PlaceValueChainsAreRightAtEveryStep) {
             generate_arithmetic(20, 4, 3, terse)[7].solution);
   EXPECT_GT(chained_steps, 100);
   EXPECT_GT(whole_steps, 20);  // one nonzero place: written at once
+}
+
+// Column working: the examples as written, and over many generated steps every part's fact is
+// true, each carry or borrow is the one the previous column leaves, and the items and answers
+// are those without it.
+TEST(EvalTasksGenerate, ColumnStepsAreRightAtEveryPart) {
+  TraceStyle columns;
+  columns.column_steps = true;
+  auto step_line = [&](const std::string& expr) {
+    std::string answer;
+    const std::string trace = solve_arithmetic(expr, &answer, columns);
+    const size_t at = trace.find("Step 1: ");
+    return trace.substr(at + 8, trace.find('\n', at) - at - 8);
+  };
+  EXPECT_EQ(step_line("79 + 48"),
+            "79 + 48: ones 9 + 8 = 17, carry 1; tens 7 + 4 + 1 = 12; so 79 + 48 = 127.");
+  EXPECT_EQ(step_line("104 - 99"),
+            "104 - 99: ones 4 - 9: borrow, 14 - 9 = 5; tens 0 - 1 - 9: borrow, 10 - 1 - 9 = 0; "
+            "hundreds 1 - 1 - 0 = 0; so 104 - 99 = 5.");
+  EXPECT_EQ(step_line("4 * 47"),
+            "4 * 47: ones 7 * 4 = 28, carry 2; tens 4 * 4 + 2 = 18; so 4 * 47 = 188.");
+  EXPECT_EQ(step_line("119 / 7"),
+            "119 / 7: 11 / 7 = 1 remainder 4; 49 / 7 = 7 remainder 0; so 119 / 7 = 17.");
+  EXPECT_EQ(step_line("3 + 4"), "3 + 4 = 7.");    // one fact already
+  EXPECT_EQ(step_line("42 / 7"), "42 / 7 = 6.");  // a one-digit quotient
+  // Two multi-digit factors: the place-value chain where the style asks for it, else at once.
+  EXPECT_EQ(step_line("12 * 55"), "12 * 55 = 660.");
+  columns.place_value_steps = true;
+  EXPECT_EQ(step_line("12 * 55"), "12 * 55 = 12 * 50 + 12 * 5 = 600 + 60 = 660.");
+
+  const std::regex fact(
+      R"(^(?:[a-z-]+ )?(\d+)(?: ([-+*/]) (\d+))?(?: - (\d+))?(?: \+ (\d+))?(?:: borrow, (\d+)(?: - (\d+))? - (\d+))? = (\d+)(?: remainder (\d+))?(?:, carry (\d+))?$)");
+  int worked = 0;
+  std::set<char> worked_ops;
+  for (const TaskNumbers& range : {TaskNumbers(), TaskNumbers::small()}) {
+    const std::vector<EvalItem> plain = generate_arithmetic(80, 31, 3, TraceStyle(), range);
+    const std::vector<EvalItem> items = generate_arithmetic(80, 31, 3, columns, range);
+    for (size_t i = 0; i < items.size(); ++i) {
+      SCOPED_TRACE(items[i].solution);
+      EXPECT_EQ(items[i].question, plain[i].question);
+      EXPECT_EQ(items[i].answer, plain[i].answer);
+      std::istringstream lines(items[i].solution);
+      for (std::string line; std::getline(lines, line);) {
+        const size_t colon = line.find(": ", line.find(": ") + 2);
+        if (line.rfind("Step ", 0) != 0 || colon == std::string::npos ||
+            line.find(" so ") == std::string::npos)
+          continue;
+        ++worked;
+        const std::string head = line.substr(line.find(": ") + 2, colon - line.find(": ") - 2);
+        worked_ops.insert(head[head.find(' ') + 1]);
+        std::string body = line.substr(colon + 2, line.size() - colon - 3);
+        const size_t so = body.rfind("; so ");
+        const std::string result = body.substr(so + 5);
+        EXPECT_EQ(result.substr(0, head.size()), head);
+        EXPECT_EQ(evaluate_expression(head), evaluate_expression(result.substr(head.size() + 3)));
+        body.erase(so);
+        for (size_t from = 0; from <= body.size();) {
+          const size_t end = std::min(body.find("; ", from), body.size());
+          const std::string part = body.substr(from, end - from);
+          from = end + 2;
+          std::smatch m;
+          ASSERT_TRUE(std::regex_match(part, m, fact)) << part;
+          auto num = [&](int g) { return m[g].matched ? std::stoll(m[g].str()) : 0; };
+          if (m[6].matched) {  // a borrow: the top digit plus ten
+            EXPECT_EQ(num(6), num(1) + 10) << part;
+            EXPECT_EQ(num(6) - num(7) - num(8), num(9)) << part;
+            continue;
+          }
+          const char op = m[2].matched ? m[2].str()[0] : '/';
+          int64_t v = 0;
+          if (op == '+') v = num(1) + num(3) + num(5);
+          if (op == '-') v = num(1) - num(4) - num(3);
+          if (op == '*') v = num(1) * num(3) + num(5);
+          if (op == '/') v = num(1) / num(3);
+          EXPECT_EQ(v, num(9)) << part;
+          if (op == '/') {
+            EXPECT_EQ(num(1) % num(3), num(10)) << part;
+          }
+          if (m[11].matched) {
+            EXPECT_EQ(num(11), num(9) / 10) << part;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(worked_ops, (std::set<char>{'+', '-', '*', '/'}));
+  EXPECT_GT(worked, 100);
 }
 
 // TaskNumbers::small(): every arithmetic value below 1000 (each step's result included), and

@@ -55,13 +55,14 @@ bool ends_with(std::string_view s, std::string_view p) {
 
 // A training trace's style: mix.verbose_share fully verbose (the "think long" model SFT makes),
 // the rest anywhere between terse and verbose, terse ones skipping arithmetic place-value chains
-// and re-checks (mix.recheck_results) too, and Countdown dead ends (mix.skip_dead_ends); every
-// Countdown try writes the target beside its result.
+// or column working and re-checks (mix.recheck_results) too, and Countdown dead ends
+// (mix.skip_dead_ends); every Countdown try writes the target beside its result.
 TraceStyle training_style(Draws& d, const SftMix& mix) {
   TraceStyle style;
   style.max_shown_lines = 0;
   style.shuffle_moves = mix.shuffle_countdown;
   style.place_value_steps = true;
+  style.column_steps = mix.column_steps;
   style.optional_dead_ends = mix.skip_dead_ends;
   style.compare_to_target = true;
   style.recheck_results = mix.recheck_results;

@@ -67,6 +67,9 @@ struct SftMix {  // fractions, normalised
   // trace's verbosity), as a solver that knew the way would: shorter, but a model that learns
   // them learns to guess which moves to leave out.
   bool skip_dead_ends = true;
+  // Arithmetic steps worked column by column (TraceStyle::column_steps) rather than by
+  // place-value chains alone, each optional as a chain is.
+  bool column_steps = false;
 };
 
 // The index-th training text of the stream for `seed`, independent of every other index:
