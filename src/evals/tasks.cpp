@@ -412,6 +412,7 @@ std::string column_working(char op, int64_t a, int64_t b) {
     const int64_t multi = b < 10 ? a : b, one = b < 10 ? b : a;
     if (one >= 10 || multi < 10) return "";
     const int places = n_digits(multi);
+    if (places > 6) return "";
     int64_t carry = 0;
     for (int p = 0; p < places; ++p) {
       const int64_t x = digit(multi, p), product = x * one + carry;

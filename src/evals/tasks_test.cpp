@@ -227,6 +227,7 @@ TEST(EvalTasksGenerate, ColumnStepsAreRightAtEveryPart) {
             "119 / 7: 11 / 7 = 1 remainder 4; 49 / 7 = 7 remainder 0; so 119 / 7 = 17.");
   EXPECT_EQ(step_line("3 + 4"), "3 + 4 = 7.");    // one fact already
   EXPECT_EQ(step_line("42 / 7"), "42 / 7 = 6.");  // a one-digit quotient
+  EXPECT_EQ(step_line("1234567 * 3"), "1234567 * 3 = 3703701.");  // more places than named
   // Two multi-digit factors: the place-value chain where the style asks for it, else at once.
   EXPECT_EQ(step_line("12 * 55"), "12 * 55 = 660.");
   columns.place_value_steps = true;

@@ -68,7 +68,7 @@ struct SftMix {  // fractions, normalised
   // them learns to guess which moves to leave out.
   bool skip_dead_ends = true;
   // Arithmetic steps worked column by column (TraceStyle::column_steps) rather than by
-  // place-value chains alone, each optional as a chain is.
+  // place-value chains alone, each optional as a chain is (off in the nano recipe: run 18).
   bool column_steps = false;
 };
 
