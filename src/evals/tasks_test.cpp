@@ -145,6 +145,26 @@ TEST(EvalTasksGenerate, CountdownIsSolvableWithTheGivenNumbers) {
   }
 }
 
+// Generates `count` 3-step problems in both number ranges with `style` and without; checks that
+// the style changes only the solutions (same questions and answers, the answer last), and calls
+// fn on every "Step ..." line of the styled traces.
+template <typename Fn>
+void for_each_step_line(const TraceStyle& style, int count, uint64_t seed, Fn&& fn) {
+  for (const TaskNumbers& range : {TaskNumbers(), TaskNumbers::small()}) {
+    const std::vector<EvalItem> plain = generate_arithmetic(count, seed, 3, TraceStyle(), range);
+    const std::vector<EvalItem> items = generate_arithmetic(count, seed, 3, style, range);
+    for (size_t i = 0; i < items.size(); ++i) {
+      SCOPED_TRACE(items[i].solution);
+      EXPECT_EQ(items[i].question, plain[i].question);
+      EXPECT_EQ(items[i].answer, plain[i].answer);
+      EXPECT_EQ(extract_final_answer(items[i].solution), items[i].answer);
+      std::istringstream lines(items[i].solution);
+      for (std::string line; std::getline(lines, line);)
+        if (line.rfind("Step ", 0) == 0) fn(line);
+    }
+  }
+}
+
 // Place-value chains: every "=" in a step's line joins expressions of the same value, the line
 // ends with the step's result, and the items and answers are those without chains.
 TEST(EvalTasksGenerate, PlaceValueChainsAreRightAtEveryStep) {
@@ -158,41 +178,29 @@ TEST(EvalTasksGenerate, PlaceValueChainsAreRightAtEveryStep) {
             std::string::npos);
   std::set<char> chained_ops;
   int chained_steps = 0, whole_steps = 0;
-  for (const TaskNumbers& range : {TaskNumbers(), TaskNumbers::small()}) {
-    const std::vector<EvalItem> plain = generate_arithmetic(60, 21, 3, TraceStyle(), range);
-    const std::vector<EvalItem> items = generate_arithmetic(60, 21, 3, chains, range);
-    for (size_t i = 0; i < items.size(); ++i) {
-      SCOPED_TRACE(items[i].solution);
-      EXPECT_EQ(items[i].question, plain[i].question);
-      EXPECT_EQ(items[i].answer, plain[i].answer);
-      EXPECT_EQ(extract_final_answer(items[i].solution), items[i].answer);
-      std::istringstream lines(items[i].solution);
-      for (std::string line; std::getline(lines, line);) {
-        if (line.rfind("Step ", 0) != 0) continue;
-        const std::string body =
-            line.substr(line.find(": ") + 2, line.size() - line.find(": ") - 3);
-        std::vector<std::string> sides;
-        for (size_t from = 0;;) {
-          const size_t eq = body.find(" = ", from);
-          sides.push_back(body.substr(from, eq == std::string::npos ? eq : eq - from));
-          if (eq == std::string::npos) break;
-          from = eq + 3;
-        }
-        ASSERT_GE(sides.size(), 2u) << line;
-        const std::optional<int64_t> value = evaluate_expression(sides.back());
-        ASSERT_TRUE(value.has_value()) << line;
-        EXPECT_EQ(std::to_string(*value), sides.back()) << line;  // ends with a plain number
-        for (const std::string& side : sides)
-          EXPECT_EQ(evaluate_expression(side), value) << side << " in " << line;
-        if (sides.size() > 2) {
-          ++chained_steps;
-          chained_ops.insert(sides[0][sides[0].find(' ') + 1]);
-        } else {
-          ++whole_steps;
-        }
-      }
+  for_each_step_line(chains, 60, 21, [&](const std::string& line) {
+    const std::string body =
+        line.substr(line.find(": ") + 2, line.size() - line.find(": ") - 3);
+    std::vector<std::string> sides;
+    for (size_t from = 0;;) {
+      const size_t eq = body.find(" = ", from);
+      sides.push_back(body.substr(from, eq == std::string::npos ? eq : eq - from));
+      if (eq == std::string::npos) break;
+      from = eq + 3;
     }
-  }
+    ASSERT_GE(sides.size(), 2u) << line;
+    const std::optional<int64_t> value = evaluate_expression(sides.back());
+    ASSERT_TRUE(value.has_value()) << line;
+    EXPECT_EQ(std::to_string(*value), sides.back()) << line;  // ends with a plain number
+    for (const std::string& side : sides)
+      EXPECT_EQ(evaluate_expression(side), value) << side << " in " << line;
+    if (sides.size() > 2) {
+      ++chained_steps;
+      chained_ops.insert(sides[0][sides[0].find(' ') + 1]);
+    } else {
+      ++whole_steps;
+    }
+  });
   EXPECT_EQ(chained_ops, (std::set<char>{'+', '-', '*', '/'}));
   // Chains are optional lines' kin: a terse trace writes every step at once.
   TraceStyle terse, terse_chains;
@@ -237,57 +245,45 @@ TEST(EvalTasksGenerate, ColumnStepsAreRightAtEveryPart) {
       R"(^(?:[a-z-]+ )?(\d+)(?: ([-+*/]) (\d+))?(?: - (\d+))?(?: \+ (\d+))?(?:: borrow, (\d+)(?: - (\d+))? - (\d+))? = (\d+)(?: remainder (\d+))?(?:, carry (\d+))?$)");
   int worked = 0;
   std::set<char> worked_ops;
-  for (const TaskNumbers& range : {TaskNumbers(), TaskNumbers::small()}) {
-    const std::vector<EvalItem> plain = generate_arithmetic(80, 31, 3, TraceStyle(), range);
-    const std::vector<EvalItem> items = generate_arithmetic(80, 31, 3, columns, range);
-    for (size_t i = 0; i < items.size(); ++i) {
-      SCOPED_TRACE(items[i].solution);
-      EXPECT_EQ(items[i].question, plain[i].question);
-      EXPECT_EQ(items[i].answer, plain[i].answer);
-      std::istringstream lines(items[i].solution);
-      for (std::string line; std::getline(lines, line);) {
-        const size_t colon = line.find(": ", line.find(": ") + 2);
-        if (line.rfind("Step ", 0) != 0 || colon == std::string::npos ||
-            line.find(" so ") == std::string::npos)
-          continue;
-        ++worked;
-        const std::string head = line.substr(line.find(": ") + 2, colon - line.find(": ") - 2);
-        worked_ops.insert(head[head.find(' ') + 1]);
-        std::string body = line.substr(colon + 2, line.size() - colon - 3);
-        const size_t so = body.rfind("; so ");
-        const std::string result = body.substr(so + 5);
-        EXPECT_EQ(result.substr(0, head.size()), head);
-        EXPECT_EQ(evaluate_expression(head), evaluate_expression(result.substr(head.size() + 3)));
-        body.erase(so);
-        for (size_t from = 0; from <= body.size();) {
-          const size_t end = std::min(body.find("; ", from), body.size());
-          const std::string part = body.substr(from, end - from);
-          from = end + 2;
-          std::smatch m;
-          ASSERT_TRUE(std::regex_match(part, m, fact)) << part;
-          auto num = [&](int g) { return m[g].matched ? std::stoll(m[g].str()) : 0; };
-          if (m[6].matched) {  // a borrow: the top digit plus ten
-            EXPECT_EQ(num(6), num(1) + 10) << part;
-            EXPECT_EQ(num(6) - num(7) - num(8), num(9)) << part;
-            continue;
-          }
-          const char op = m[2].matched ? m[2].str()[0] : '/';
-          int64_t v = 0;
-          if (op == '+') v = num(1) + num(3) + num(5);
-          if (op == '-') v = num(1) - num(4) - num(3);
-          if (op == '*') v = num(1) * num(3) + num(5);
-          if (op == '/') v = num(1) / num(3);
-          EXPECT_EQ(v, num(9)) << part;
-          if (op == '/') {
-            EXPECT_EQ(num(1) % num(3), num(10)) << part;
-          }
-          if (m[11].matched) {
-            EXPECT_EQ(num(11), num(9) / 10) << part;
-          }
-        }
+  for_each_step_line(columns, 80, 31, [&](const std::string& line) {
+    const size_t colon = line.find(": ", line.find(": ") + 2);
+    if (colon == std::string::npos || line.find(" so ") == std::string::npos) return;
+    ++worked;
+    const std::string head = line.substr(line.find(": ") + 2, colon - line.find(": ") - 2);
+    worked_ops.insert(head[head.find(' ') + 1]);
+    std::string body = line.substr(colon + 2, line.size() - colon - 3);
+    const size_t so = body.rfind("; so ");
+    const std::string result = body.substr(so + 5);
+    EXPECT_EQ(result.substr(0, head.size()), head);
+    EXPECT_EQ(evaluate_expression(head), evaluate_expression(result.substr(head.size() + 3)));
+    body.erase(so);
+    for (size_t from = 0; from <= body.size();) {
+      const size_t end = std::min(body.find("; ", from), body.size());
+      const std::string part = body.substr(from, end - from);
+      from = end + 2;
+      std::smatch m;
+      ASSERT_TRUE(std::regex_match(part, m, fact)) << part;
+      auto num = [&](int g) { return m[g].matched ? std::stoll(m[g].str()) : 0; };
+      if (m[6].matched) {  // a borrow: the top digit plus ten
+        EXPECT_EQ(num(6), num(1) + 10) << part;
+        EXPECT_EQ(num(6) - num(7) - num(8), num(9)) << part;
+        continue;
+      }
+      const char op = m[2].matched ? m[2].str()[0] : '/';
+      int64_t v = 0;
+      if (op == '+') v = num(1) + num(3) + num(5);
+      if (op == '-') v = num(1) - num(4) - num(3);
+      if (op == '*') v = num(1) * num(3) + num(5);
+      if (op == '/') v = num(1) / num(3);
+      EXPECT_EQ(v, num(9)) << part;
+      if (op == '/') {
+        EXPECT_EQ(num(1) % num(3), num(10)) << part;
+      }
+      if (m[11].matched) {
+        EXPECT_EQ(num(11), num(9) / 10) << part;
       }
     }
-  }
+  });
   EXPECT_EQ(worked_ops, (std::set<char>{'+', '-', '*', '/'}));
   EXPECT_GT(worked, 100);
 }
