@@ -367,11 +367,11 @@ std::string place_value_chain(char op, int64_t a, int64_t b) {
          reduce(values, '+');
 }
 
-// A step worked column by column (TraceStyle::column_steps), from the ones up for sums,
-// differences and products with a one-digit factor, from the leading digits down for quotients
-// by a one-digit divisor; every part is a one-digit fact, plus the carry or borrow. Empty for
-// other steps, and for steps of one-digit numbers, which are one fact already.
-std::string column_working(char op, int64_t a, int64_t b) {
+// A step (a op b = result) worked column by column (TraceStyle::column_steps), from the ones up for
+// sums, differences and products with a one-digit factor, from the leading digits down for
+// quotients by a one-digit divisor; every part is a one-digit fact, plus the carry or borrow. Empty
+// for other steps, and for steps of one-digit numbers, which are one fact already.
+std::string column_working(char op, int64_t a, int64_t b, int64_t result) {
   auto s = [](int64_t x) { return std::to_string(x); };
   static const char* const kPlaces[] = {"ones",      "tens",          "hundreds",
                                         "thousands", "ten-thousands", "hundred-thousands"};
@@ -439,10 +439,9 @@ std::string column_working(char op, int64_t a, int64_t b) {
   } else {
     return "";
   }
-  const std::optional<int64_t> v = apply_op(op, a, b);
   std::string out = head + ": ";
   for (size_t i = 0; i < parts.size(); ++i) out += (i ? "; " : "") + parts[i];
-  return out + "; so " + head + " = " + s(*v);
+  return out + "; so " + head + " = " + s(result);
 }
 
 }  // namespace
@@ -472,7 +471,7 @@ std::string solve_arithmetic(const std::string& text, std::string* answer,
     const int64_t a = e.nodes[n.left].value, b = e.nodes[n.right].value;
     const std::optional<int64_t> v = apply_op(n.op, a, b);
     if (!v) fail("the expression \"", text, "\" has a step that is not exact");
-    std::string chain = style.column_steps ? column_working(n.op, a, b) : "";
+    std::string chain = style.column_steps ? column_working(n.op, a, b, *v) : "";
     if (chain.empty() && style.place_value_steps) chain = place_value_chain(n.op, a, b);
     if (!chain.empty() && !draws.keep_optional()) chain.clear();
     const std::string plain =
